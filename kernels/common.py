@@ -1,0 +1,29 @@
+"""Small geometric ``ti.func`` helpers shared by the rasterizers (float type follows the inputs)."""
+import taichi as ti
+
+
+@ti.func
+def edge_function(ax, ay, bx, by, px, py):
+    """Twice the signed area of (a, b, p): ``(a - p) x (b - p)``; with y down, > 0 is clockwise on screen.
+
+    For a triangle (s0, s1, s2) the barycentric numerators at p are
+    ``E0 = edge(s1, s2, p)``, ``E1 = edge(s2, s0, p)``, ``E2 = edge(s0, s1, p)`` and
+    ``E0 + E1 + E2 = edge(s0, s1, s2)`` (twice the signed screen area).
+    """
+    return (ax - px) * (by - py) - (bx - px) * (ay - py)
+
+
+@ti.func
+def point_segment_dist2(px, py, ax, ay, bx, by):
+    """Squared distance from p to segment [a, b] and the clamped parameter t of the nearest point a + t (b - a)."""
+    ex = bx - ax
+    ey = by - ay
+    rx = px - ax
+    ry = py - ay
+    ee = ex * ex + ey * ey
+    t = rx * 0  # zero of the input's float type
+    if ee > 0:
+        t = ti.min(ti.max((rx * ex + ry * ey) / ee, 0), 1)
+    dx = rx - t * ex
+    dy = ry - t * ey
+    return dx * dx + dy * dy, t

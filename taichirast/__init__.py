@@ -1,0 +1,34 @@
+"""taichirast: differentiable rasterization in Taichi, with PyTorch and NumPy bridges.
+
+``import taichirast`` neither starts Taichi nor imports torch: the runtime starts on the first
+kernel launch (:func:`taichirast.runtime.ensure_init`) and the torch API (``project``,
+``rasterize``, ``render``, cameras, ...) is loaded on first access. The NumPy API lives in
+:mod:`taichirast.np`.
+"""
+__version__ = "0.1.0"
+
+import importlib as _importlib
+
+from .runtime import ensure_init, info  # noqa: F401
+
+# public name -> module that defines it (loaded lazily; these modules import torch)
+_LAZY = {
+    "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
+    "dibr_silhouette": "ops", "Fragments": "fragments",
+    "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
+    "render": "render", "Renderer": "render",
+}
+_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "render", "runtime", "geometry")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        mod = _importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(mod, name)
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'taichirast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))

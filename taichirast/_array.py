@@ -1,0 +1,126 @@
+"""Array helpers that work on NumPy arrays and torch tensors alike.
+
+Every primitive's forward and backward is written once against these helpers, so the torch and
+NumPy bridges call the very same kernels with the very same buffers. torch is never imported
+here: a tensor is recognised by its type's module.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def is_torch(x) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def is_array(x) -> bool:
+    return isinstance(x, np.ndarray) or is_torch(x)
+
+
+def dtype_name(x) -> str:
+    """'float32', 'float64', 'int32', 'int64', 'bool', ... for a NumPy array or a torch tensor."""
+    if is_torch(x):
+        return str(x.dtype).replace("torch.", "")
+    return np.dtype(x.dtype).name
+
+
+def device_type(x) -> str:
+    return x.device.type if is_torch(x) else "cpu"
+
+
+def _torch_dtype(name):
+    import torch
+
+    return getattr(torch, name)
+
+
+def zeros(like, shape, dtype: str | None = None):
+    """Zeros of ``shape``; dtype name defaults to ``like``'s; same library and device as ``like``."""
+    dtype = dtype or dtype_name(like)
+    if is_torch(like):
+        import torch
+
+        return torch.zeros(tuple(shape), dtype=_torch_dtype(dtype), device=like.device)
+    return np.zeros(tuple(shape), dtype=dtype)
+
+
+def empty(like, shape, dtype: str | None = None):
+    dtype = dtype or dtype_name(like)
+    if is_torch(like):
+        import torch
+
+        return torch.empty(tuple(shape), dtype=_torch_dtype(dtype), device=like.device)
+    return np.empty(tuple(shape), dtype=dtype)
+
+
+def full(like, shape, value, dtype: str | None = None):
+    dtype = dtype or dtype_name(like)
+    if is_torch(like):
+        import torch
+
+        return torch.full(tuple(shape), value, dtype=_torch_dtype(dtype), device=like.device)
+    return np.full(tuple(shape), value, dtype=dtype)
+
+
+def astype(x, dtype: str):
+    """``x`` converted to ``dtype`` (no copy when it already has it), made contiguous."""
+    if is_torch(x):
+        return x.to(_torch_dtype(dtype)).contiguous()
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def contiguous(x):
+    if is_torch(x):
+        return x.contiguous()
+    return np.ascontiguousarray(x)
+
+
+def detach(x):
+    """The data of ``x`` with no autograd history, contiguous (Taichi must not see ``requires_grad``)."""
+    if is_torch(x):
+        return x.detach().contiguous()
+    return np.ascontiguousarray(x)
+
+
+def cumsum_exclusive(counts):
+    """Exclusive prefix sum of a 1-D int32 array, returned as int32 with one extra element (the total)."""
+    if is_torch(counts):
+        import torch
+
+        out = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=counts.device)
+        torch.cumsum(counts, 0, out=out[1:])
+        if int(out[-1]) >= 2**31:
+            raise MemoryError("taichirast: more than 2^31 tile entries; render in smaller batches")
+        return out.to(torch.int32)
+    out = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    if int(out[-1]) >= 2**31:
+        raise MemoryError("taichirast: more than 2^31 tile entries; render in smaller batches")
+    return out.astype(np.int32)
+
+
+def item(x) -> float:
+    return float(x.item()) if is_torch(x) else float(x)
+
+
+def as_like(value, like, dtype: str | None = None):
+    """A NumPy array / Python sequence ``value`` as an array of ``like``'s library and device."""
+    dtype = dtype or dtype_name(like)
+    if is_torch(like):
+        import torch
+
+        if is_torch(value):
+            return value.to(device=like.device, dtype=_torch_dtype(dtype))
+        return torch.as_tensor(np.asarray(value), dtype=_torch_dtype(dtype), device=like.device)
+    if is_torch(value):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype)
+
+
+def sum_axes(x, axes):
+    """Sum over ``axes`` (tuple of ints), keeping no dims."""
+    if is_torch(x):
+        return x.sum(dim=tuple(axes))
+    return x.sum(axis=tuple(axes))

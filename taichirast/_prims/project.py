@@ -1,0 +1,69 @@
+"""``project``: world vertices -> screen pixels + camera depth. Kernels in kernels/project.py."""
+from __future__ import annotations
+
+from .. import _array as A
+from .. import _validate as V
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+
+FN = "project"
+
+
+def prepare(verts, R, t, intrinsics, orthographic=False):
+    kind = V.kind_of(verts, R, t, intrinsics)
+    verts = V.verts(FN, "verts", verts, kind)
+    R = V.float_array(FN, "R", R, kind, verts, ndims=(2, 3), last=3)
+    R = R[None] if R.ndim == 2 else R
+    if R.shape[-2] != 3:
+        raise ValueError(f"{FN}: R must have shape (3, 3) or (B, 3, 3), got {tuple(R.shape)}")
+    t = V.float_array(FN, "t", t, kind, verts, ndims=(1, 2), last=3)
+    t = t[None] if t.ndim == 1 else t
+    intrinsics = V.float_array(FN, "intrinsics", intrinsics, kind, verts, ndims=(1, 2), last=4)
+    intrinsics = intrinsics[None] if intrinsics.ndim == 1 else intrinsics
+    if R.shape[0] != t.shape[0] or R.shape[0] != intrinsics.shape[0]:
+        raise ValueError(f"{FN}: camera batch sizes differ: R {R.shape[0]}, t {t.shape[0]}, "
+                         f"intrinsics {intrinsics.shape[0]}")
+    V.same_float(FN, verts=verts, R=R, t=t, intrinsics=intrinsics)
+    B = V.batch(FN, {"verts": verts.shape[0], "camera": R.shape[0]})
+    return Prepared(inputs=[verts, R, t, intrinsics], sources=["verts", "R", "t", "intrinsics"],
+                    params={"orthographic": bool(orthographic), "B": B})
+
+
+def forward(inputs, params):
+    from taichirast.kernels import project, real_type
+
+    ensure_init()
+    verts, R, t, intr = inputs
+    fwd, _ = project.build(real_type(A.dtype_name(verts)))
+    out = A.empty(verts, (params["B"], verts.shape[1], 3))
+    if verts.shape[1] > 0:
+        fwd(verts, R, t, intr, out, int(params["orthographic"]))
+    return (out,), (verts, R, t, intr)
+
+
+def backward(saved, params, grads, needs):
+    from taichirast.kernels import project, real_type
+
+    verts, R, t, intr = saved
+    (g,) = grads
+    if g is None:
+        return [None] * 4
+    _, bwd = project.build(real_type(A.dtype_name(verts)))
+    gv = A.zeros(verts, verts.shape)
+    need_cam = any(needs[1:])
+    B, Vn = g.shape[0], g.shape[1]
+    partial = A.zeros(verts, (B, Vn, 16) if need_cam else (1, 1, 16))
+    if Vn > 0:
+        bwd(verts, R, t, intr, g, gv, partial, int(params["orthographic"]), int(need_cam))
+    if not need_cam:
+        return [gv, None, None, None]
+    cam = A.sum_axes(partial, (1,))  # (B, 16)
+    if R.shape[0] == 1:
+        cam = A.sum_axes(cam, (0,)).reshape(1, 16)
+    gR = cam[:, 0:9].reshape(R.shape[0], 3, 3)
+    gt = A.contiguous(cam[:, 9:12])
+    gi = A.contiguous(cam[:, 12:16])
+    return [gv, A.contiguous(gR), gt, gi]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=("verts", "R", "t", "intrinsics"))

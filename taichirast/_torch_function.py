@@ -1,0 +1,55 @@
+"""The torch side of :mod:`taichirast._primitive`: one generic ``autograd.Function``.
+
+Bridge hygiene (DESIGN §5): kernels see ``tensor.detach().contiguous()`` (a ``requires_grad``
+tensor would make Taichi allocate ``.grad``), and output gradients are cloned and made
+contiguous before a backward kernel sees them.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _array as A
+from . import runtime
+
+
+def _check_devices(prim, prep):
+    arch = runtime.ensure_init()
+    for x, src in zip(prep.inputs, prep.sources + [None] * len(prep.inputs)):
+        if torch.is_tensor(x) and not runtime.torch_device_ok(x.device.type):
+            want = "cuda" if arch == "cuda" else "cpu"
+            raise ValueError(
+                f"taichirast.{prim.name}: argument {src or 'input'!r} is on device {x.device}, but Taichi runs on "
+                f"arch {arch!r}, which reads tensors on {want!r}; move it with .to({want!r}) or set TAICHIRAST_ARCH")
+
+
+class _PrimitiveFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, prim, prep, *inputs):
+        data = [A.detach(x) if torch.is_tensor(x) else x for x in inputs]
+        outs, saved = prim.forward(data, prep.params)
+        outs = tuple(outs)
+        ctx.prim, ctx.params, ctx.n_inputs = prim, prep.params, len(inputs)
+        ctx.save_for_backward(*saved)
+        nondiff = [o for o in outs if torch.is_tensor(o) and not o.is_floating_point()]
+        if nondiff:
+            ctx.mark_non_differentiable(*nondiff)
+        ctx.set_materialize_grads(False)
+        return outs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        needs = list(ctx.needs_input_grad[2:])
+        if not any(needs):
+            return (None, None) + (None,) * ctx.n_inputs
+        grads = [None if g is None else g.detach().clone().contiguous() for g in grads]
+        in_grads = ctx.prim.backward(tuple(ctx.saved_tensors), ctx.params, grads, needs)
+        in_grads = [g if (g is not None and n) else None for g, n in zip(in_grads, needs)]
+        return (None, None) + tuple(in_grads)
+
+
+def apply(prim, prep):
+    _check_devices(prim, prep)
+    outs = _PrimitiveFunction.apply(prim, prep, *prep.inputs)
+    return outs if isinstance(outs, tuple) else (outs,)

@@ -1,0 +1,139 @@
+"""Input validation shared by every public function (DESIGN §7).
+
+Each check raises ``TypeError`` (wrong kind or dtype) or ``ValueError`` (wrong shape, range,
+device, non-finite values) naming the function, the argument and what was expected. They work on
+NumPy arrays and torch tensors and return normalised (contiguous, batched) views.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _array as A
+
+
+def kind_of(*xs) -> str:
+    """'torch' if any argument is a torch tensor, else 'numpy'."""
+    return "torch" if any(A.is_torch(x) for x in xs) else "numpy"
+
+
+def array(fn: str, name: str, x, kind: str, like=None):
+    """``x`` as an array of ``kind`` ('torch' / 'numpy'); lists and NumPy arrays are converted."""
+    if x is None:
+        raise TypeError(f"{fn}: {name} is required, got None")
+    if kind == "torch":
+        import torch
+
+        if torch.is_tensor(x):
+            return x
+        if isinstance(x, (np.ndarray, list, tuple)) or np.isscalar(x):
+            a = np.asarray(x)
+            dev = like.device if like is not None and torch.is_tensor(like) else None
+            return torch.as_tensor(a, device=dev)
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if A.is_torch(x):
+        raise TypeError(f"{fn}: {name} is a torch tensor; the NumPy API takes NumPy arrays")
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)) or np.isscalar(x):
+        return np.asarray(x)
+    raise TypeError(f"{fn}: {name} must be a NumPy array, got {type(x).__name__}")
+
+
+def float_array(fn, name, x, kind, like=None, ndims=None, last=None, finite=True):
+    """A float32/float64 array with ``ndim in ndims`` and trailing size ``last`` (if given)."""
+    x = array(fn, name, x, kind, like)
+    dt = A.dtype_name(x)
+    if dt not in A.FLOAT_DTYPES:
+        raise TypeError(f"{fn}: {name} must be float32 or float64, got {dt}")
+    if ndims is not None and x.ndim not in ndims:
+        raise ValueError(f"{fn}: {name} must have {' or '.join(map(str, ndims))} dimensions, got shape {tuple(x.shape)}")
+    if last is not None and (x.ndim == 0 or x.shape[-1] != last):
+        raise ValueError(f"{fn}: {name} must have size {last} in its last dimension, got shape {tuple(x.shape)}")
+    n = x.numel() if A.is_torch(x) else x.size
+    if finite and n:
+        ok = bool(x.detach().isfinite().all()) if A.is_torch(x) else bool(np.isfinite(x).all())
+        if not ok:
+            raise ValueError(f"{fn}: {name} contains NaN or infinite values")
+    return x
+
+
+def same_float(fn, **arrays):
+    """All given float arrays share one dtype (and, for tensors, one device)."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    dts = {k: A.dtype_name(v) for k, v in items}
+    if len(set(dts.values())) > 1:
+        raise TypeError(f"{fn}: float inputs must share one dtype, got " + ", ".join(f"{k}={d}" for k, d in dts.items()))
+    devs = {k: str(v.device) for k, v in items if A.is_torch(v)}
+    if len(set(devs.values())) > 1:
+        raise ValueError(f"{fn}: inputs must be on one device, got " + ", ".join(f"{k} on {d}" for k, d in devs.items()))
+
+
+def verts(fn, name, x, kind, like=None):
+    """Vertices ``(V, 3)`` or ``(B, V, 3)`` -> ``(B, V, 3)`` view, float, finite."""
+    x = float_array(fn, name, x, kind, like, ndims=(2, 3), last=3)
+    return x[None] if x.ndim == 2 else x
+
+
+def faces(fn, name, f, kind, n_verts: int, like=None):
+    """Faces ``(F, 3)`` int32/int64 with indices in ``[0, n_verts)`` -> contiguous int32."""
+    f = array(fn, name, f, kind, like)
+    dt = A.dtype_name(f)
+    if not (dt.startswith("int") or dt.startswith("uint")):
+        raise TypeError(f"{fn}: {name} must be an integer array (int32 or int64), got {dt}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"{fn}: {name} must have shape (F, 3), got {tuple(f.shape)}")
+    if f.shape[0] > 0:
+        lo, hi = int(f.min()), int(f.max())
+        if lo < 0 or hi >= n_verts:
+            raise ValueError(f"{fn}: {name} has indices in [{lo}, {hi}] but there are {n_verts} vertices "
+                             f"(valid range [0, {n_verts - 1}])")
+    if like is not None and A.is_torch(f) and A.is_torch(like) and f.device != like.device:
+        raise ValueError(f"{fn}: {name} is on {f.device} but the vertices are on {like.device}")
+    return A.astype(f, "int32")
+
+
+def image_size(fn, size):
+    """``(H, W)`` positive ints (an int means square)."""
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    try:
+        h, w = (int(s) for s in size)
+        if any(float(s) != int(s) for s in size):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: image_size must be an int or a pair (H, W) of ints, got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{fn}: image_size must be positive, got {(h, w)}")
+    if h * w > 2**30:
+        raise ValueError(f"{fn}: image_size {(h, w)} is too large (more than 2^30 pixels)")
+    return h, w
+
+
+def positive(fn, name, v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name} must be a positive number, got {v!r}") from None
+    if not (v > 0) or not math.isfinite(v):
+        raise ValueError(f"{fn}: {name} must be positive and finite, got {v!r}")
+    return v
+
+
+def number(fn, name, v, lo=-math.inf, hi=math.inf, lo_open=False):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name} must be a number, got {v!r}") from None
+    if math.isnan(v) or v < lo or v > hi or (lo_open and v == lo):
+        raise ValueError(f"{fn}: {name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+    return v
+
+
+def batch(fn, sizes: dict) -> int:
+    """Common batch size of arrays whose batch is 1 or B (1 broadcasts)."""
+    bs = {k: v for k, v in sizes.items() if v != 1}
+    if len(set(bs.values())) > 1:
+        raise ValueError(f"{fn}: batch sizes must agree or be 1, got " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+    return next(iter(bs.values()), 1)

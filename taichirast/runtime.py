@@ -1,0 +1,116 @@
+"""Taichi runtime: the only place that calls ``ti.init`` (DESIGN §6).
+
+The runtime starts lazily, on the first kernel launch. The backend comes from the environment
+variable ``TAICHIRAST_ARCH``:
+
+=========  ==================================================================
+``cpu``    Taichi's LLVM CPU backend (x64 / arm64). The default when no CUDA device is visible.
+``cuda``   NVIDIA GPUs. Torch tensors must then live on ``cuda``.
+``vulkan`` Vulkan (AMD, Intel, Apple through MoltenVK). Tensors are copied by Taichi.
+``metal``  Apple GPUs.
+``auto``   (default) CUDA when a CUDA device is visible, else CPU.
+=========  ==================================================================
+
+``ti.gpu`` is never used: its OpenGL probe segfaults on headless machines. The offline kernel
+cache is on (compiled kernels survive the process), ``TI_SKIP_VERSION_CHECK=ON`` avoids a
+network call at start, and Taichi logs at WARN level.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+_ARCHES = ("cpu", "cuda", "vulkan", "metal", "auto")
+_lock = threading.Lock()
+_state = {"arch": None}
+
+
+def _cuda_visible() -> bool:
+    """True when a CUDA device looks usable, without importing torch or initialising Taichi."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl")) or os.path.exists(
+        "/proc/driver/nvidia/version"
+    )
+
+
+def requested_arch() -> str:
+    """The architecture named by ``TAICHIRAST_ARCH`` (``auto`` resolved), without starting Taichi."""
+    name = os.environ.get("TAICHIRAST_ARCH", "auto").strip().lower() or "auto"
+    if name not in _ARCHES:
+        raise ValueError(f"TAICHIRAST_ARCH must be one of {_ARCHES}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if _cuda_visible() else "cpu"
+    return name
+
+
+def ensure_init() -> str:
+    """Start Taichi once (thread-safe) and return the arch name in use (``'cpu'``, ``'cuda'``, ...).
+
+    Calling it again is free. If Taichi was already initialised by someone else (``ti.init``
+    called by user code), that runtime is reused as it is.
+    """
+    if _state["arch"] is not None:
+        return _state["arch"]
+    with _lock:
+        if _state["arch"] is not None:
+            return _state["arch"]
+        os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
+        import taichi as ti
+
+        name = requested_arch()
+        arch = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
+        ti.init(arch=arch, log_level=ti.WARN, offline_cache=True, default_fp=ti.f32, default_ip=ti.i32)
+        got = ti.lang.impl.current_cfg().arch
+        actual = {ti.cpu: "cpu", ti.x64: "cpu", ti.arm64: "cpu", ti.cuda: "cuda", ti.vulkan: "vulkan",
+                  ti.metal: "metal"}.get(got, str(got))
+        if actual != name:
+            # Taichi falls back to CPU silently when the requested backend is missing; say so.
+            import warnings
+
+            warnings.warn(f"taichirast: TAICHIRAST_ARCH={name} is not available here, running on {actual}")
+        _state["arch"] = actual
+        return actual
+
+
+def arch() -> str | None:
+    """The arch in use, or ``None`` before the first kernel launch."""
+    return _state["arch"]
+
+
+def torch_device_ok(device_type: str) -> bool:
+    """Whether Taichi on the current arch reads tensors on ``device_type`` ('cpu' / 'cuda') in place."""
+    a = ensure_init()
+    # Taichi would silently copy a CPU tensor to the GPU and back (or fail on a CUDA tensor on the
+    # CPU backend): we refuse both rather than hide a slow path (DESIGN §6).
+    return device_type == ("cuda" if a == "cuda" else "cpu")
+
+
+def info() -> dict:
+    """Versions, arch and devices, for bug reports (``taichirast.info()``). Starts Taichi."""
+    import platform
+
+    import numpy as np
+    import taichi as ti
+
+    a = ensure_init()
+    out = {
+        "taichirast": __import__("taichirast").__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "taichi": ".".join(map(str, ti.__version__)),
+        "numpy": np.__version__,
+        "arch": a,
+        "requested_arch": os.environ.get("TAICHIRAST_ARCH", "auto"),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+        out["torch_cuda"] = bool(torch.cuda.is_available())
+        if torch.cuda.is_available():
+            out["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        out["torch"] = None
+    return out
