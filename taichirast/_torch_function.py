@@ -14,13 +14,10 @@ from . import runtime
 
 
 def _check_devices(prim, prep):
-    arch = runtime.ensure_init()
-    for x, src in zip(prep.inputs, prep.sources + [None] * len(prep.inputs)):
-        if torch.is_tensor(x) and not runtime.torch_device_ok(x.device.type):
-            want = "cuda" if arch == "cuda" else "cpu"
-            raise ValueError(
-                f"taichirast.{prim.name}: argument {src or 'input'!r} is on device {x.device}, but Taichi runs on "
-                f"arch {arch!r}, which reads tensors on {want!r}; move it with .to({want!r}) or set TAICHIRAST_ARCH")
+    # prepare() already checked the user's arguments; this catches arrays it created itself.
+    for x, src in zip(prep.inputs, list(prep.sources) + [None] * len(prep.inputs)):
+        if torch.is_tensor(x):
+            runtime.check_tensor_device(prim.name, src or "input", x)
 
 
 class _PrimitiveFunction(torch.autograd.Function):

@@ -26,6 +26,9 @@ def array(fn: str, name: str, x, kind: str, like=None):
         import torch
 
         if torch.is_tensor(x):
+            from .runtime import check_tensor_device
+
+            check_tensor_device(fn, name, x)
             return x
         if isinstance(x, (np.ndarray, list, tuple)) or np.isscalar(x):
             a = np.asarray(x)

@@ -86,6 +86,17 @@ def torch_device_ok(device_type: str) -> bool:
     return device_type == ("cuda" if a == "cuda" else "cpu")
 
 
+def check_tensor_device(fn: str, name: str, x) -> None:
+    """Raise ``ValueError`` naming ``fn``, ``name`` and both devices if Taichi cannot read tensor ``x`` in place."""
+    dev = x.device.type
+    if not torch_device_ok(dev):
+        a = arch()
+        want = "cuda" if a == "cuda" else "cpu"
+        raise ValueError(
+            f"{fn}: {name} is on device {x.device}, but Taichi runs on arch {a!r}, which reads tensors on "
+            f"{want!r}; move it with .to({want!r}) or choose the backend with TAICHIRAST_ARCH")
+
+
 def info() -> dict:
     """Versions, arch and devices, for bug reports (``taichirast.info()``). Starts Taichi."""
     import platform

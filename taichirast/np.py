@@ -1,0 +1,99 @@
+"""The NumPy API: the same primitives and kernels as :mod:`taichirast.ops`, on NumPy arrays.
+
+Each function mirrors its torch twin (see its docstring there for shapes and conventions) but
+takes and returns NumPy arrays and does no autograd. :func:`vjp` gives the vector-Jacobian
+product, ``jax.vjp``-style::
+
+    out, pullback = tr.np.vjp(tr.np.soft_rasterize, sv, faces, colors, image_size=(H, W))
+    g_sv, g_colors = pullback(grad_out)
+
+``pullback`` takes one gradient per output (``None`` for outputs you do not use, or for integer
+outputs such as face ids) and returns one gradient per *differentiable positional argument* of
+the call, in call order (arguments passed by keyword, such as ``background=``, get none).
+Functions returning :class:`~taichirast.Fragments` take a Fragments-shaped tuple of gradients
+``(None, g_bary, g_depth)``; :func:`interpolate`'s pullback returns ``(g_attrs, Fragments(None,
+g_bary, None))`` so pullbacks chain.
+
+Importing this module does not import torch. With ``TAICHIRAST_ARCH=cuda`` NumPy arrays are
+copied to and from the GPU by Taichi at each call (host arrays by definition).
+"""
+from __future__ import annotations
+
+from .fragments import Fragments
+
+__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "vjp"]
+
+
+def _prim(name):
+    import importlib
+
+    return importlib.import_module(f"taichirast._prims.{name}").PRIM
+
+
+def project(verts, R, t, intrinsics, orthographic=False):
+    """``(B, V, 3)`` screen vertices; see :func:`taichirast.ops.project_points` (intrinsics = fx, fy, cx, cy)."""
+    return _prim("project").numpy_call(verts, R, t, intrinsics, orthographic=orthographic)
+
+
+def _project_vjp(verts, R, t, intrinsics, orthographic=False):
+    return _prim("project").numpy_vjp(verts, R, t, intrinsics, orthographic=orthographic)
+
+
+def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_backfaces=False, near=0.01, tile_size=8):
+    """:class:`Fragments` of NumPy arrays; see :func:`taichirast.ops.rasterize`."""
+    return Fragments(*_prim("raster").numpy_call(screen_verts, faces, image_size, perspective_correct=perspective_correct,
+                                                 cull_backfaces=cull_backfaces, near=near, tile_size=tile_size))
+
+
+def _rasterize_vjp(screen_verts, faces, image_size, *args, **kw):
+    out, pullback = _prim("raster").numpy_vjp(screen_verts, faces, image_size, *args, **kw)
+    return Fragments(*out), pullback
+
+
+def interpolate(attrs, faces, fragments):
+    """``(B, H, W, C)``; see :func:`taichirast.ops.interpolate`."""
+    return _prim("interpolate").numpy_call(attrs, faces, fragments.face_id, fragments.bary)
+
+
+def _interpolate_vjp(attrs, faces, fragments):
+    out, pb = _prim("interpolate").numpy_vjp(attrs, faces, fragments.face_id, fragments.bary)
+
+    def pullback(grad):
+        g_attrs, g_bary = pb(grad)
+        return g_attrs, Fragments(None, g_bary, None)
+
+    return out, pullback
+
+
+def soft_rasterize(screen_verts, faces, colors, image_size, **kw):
+    """``(B, H, W, C + 1)`` RGBA; see :func:`taichirast.ops.soft_rasterize` for the keywords."""
+    return _prim("soft").numpy_call(screen_verts, faces, colors, image_size, **kw)
+
+
+def _soft_rasterize_vjp(*args, **kw):
+    return _prim("soft").numpy_vjp(*args, **kw)
+
+
+def dibr_silhouette(screen_verts, faces, fragments, image_size, **kw):
+    """``(B, H, W)`` alpha; see :func:`taichirast.ops.dibr_silhouette`."""
+    return _prim("dibr").numpy_call(screen_verts, faces, fragments.face_id, image_size, **kw)
+
+
+def _dibr_silhouette_vjp(screen_verts, faces, fragments, image_size, **kw):
+    return _prim("dibr").numpy_vjp(screen_verts, faces, fragments.face_id, image_size, **kw)
+
+
+project._vjp = _project_vjp
+rasterize._vjp = _rasterize_vjp
+interpolate._vjp = _interpolate_vjp
+soft_rasterize._vjp = _soft_rasterize_vjp
+dibr_silhouette._vjp = _dibr_silhouette_vjp
+
+
+def vjp(fn, *args, **kw):
+    """``(outputs, pullback)`` for a function of this module called as ``fn(*args, **kw)``."""
+    f = getattr(fn, "_vjp", None)
+    if f is None:
+        raise TypeError(f"vjp: {getattr(fn, '__name__', fn)!r} is not a taichirast.np primitive "
+                        f"(expected one of {', '.join(__all__[:-1])})")
+    return f(*args, **kw)

@@ -1,0 +1,147 @@
+"""The torch API: one function per primitive, each a ``torch.autograd.Function`` over Taichi kernels.
+
+All functions take torch tensors on the device Taichi runs on (CPU tensors for the CPU backend,
+CUDA tensors for ``TAICHIRAST_ARCH=cuda``; anything else is a ``ValueError``), in float32 or
+float64 (all float inputs of one call share a dtype). Outputs are always batched. Every gradient
+is a hand-written Taichi kernel checked against finite differences in float64 (tests/).
+The same kernels are reachable from NumPy through :mod:`taichirast.np`.
+"""
+from __future__ import annotations
+
+from .fragments import Fragments
+
+
+def project(verts, camera):
+    """Project world vertices to screen pixels with ``camera``.
+
+    Args:
+        verts: ``(V, 3)`` or ``(B, V, 3)`` float world positions.
+        camera: :class:`~taichirast.PerspectiveCamera` or :class:`~taichirast.OrthographicCamera`
+            (batch 1 or B).
+
+    Returns:
+        ``(B, V, 3)``: ``x, y`` in pixels (x right, y down, pixel centres at half-integers) and
+        ``z`` = camera depth (> 0 in front of a perspective camera). Differentiable w.r.t.
+        ``verts`` and every camera tensor (R, t, fx, fy, cx, cy).
+    """
+    from ._prims.project import PRIM
+
+    R, t = camera.extrinsics()
+    return PRIM.torch_call(verts, R, t, camera.intrinsics(), orthographic=camera.orthographic)
+
+
+def project_points(verts, R, t, intrinsics, orthographic=False):
+    """:func:`project` with raw camera tensors: ``R (B,3,3)``, ``t (B,3)``, ``intrinsics (B,4)`` = fx, fy, cx, cy."""
+    from ._prims.project import PRIM
+
+    return PRIM.torch_call(verts, R, t, intrinsics, orthographic=orthographic)
+
+
+def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_backfaces=False, near=0.01,
+              tile_size=8):
+    """Hard rasterization: visible face, barycentrics and depth per pixel.
+
+    Triangles are binned into ``tile_size``-pixel square tiles (CSR lists sized from counts, so
+    nothing is ever dropped); each pixel keeps the nearest face whose interior contains its
+    centre, ties going to the smaller face id (deterministic). Triangles crossing the near plane
+    are clipped exactly (2D homogeneous rasterization), vertices behind the camera never show.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project` (x, y pixels, z camera depth).
+        faces: ``(F, 3)`` int32/int64 vertex indices, counter-clockwise seen from the camera =
+            front-facing; shared by the batch.
+        image_size: ``(H, W)`` or an int, any positive size.
+        perspective_correct: barycentrics and depth for a perspective projection (``True``) or
+            screen-linear (``False``; use it for orthographic cameras).
+        cull_backfaces: drop faces that are clockwise on screen.
+        near: minimum camera depth; nearer parts of triangles are clipped.
+        tile_size: binning tile edge in pixels (a speed knob, not a limit).
+
+    Returns:
+        :class:`~taichirast.Fragments` ``(face_id (B,H,W) int32, bary (B,H,W,3), depth (B,H,W))``
+        with ``-1`` / 0 / ``+inf`` on background. ``bary`` and ``depth`` are differentiable
+        w.r.t. ``screen_verts`` (not through visibility changes: use soft modes or
+        :func:`dibr_silhouette` for silhouette gradients).
+    """
+    from ._prims.raster import PRIM
+
+    return Fragments(*PRIM.torch_call(screen_verts, faces, image_size, perspective_correct=perspective_correct,
+                                      cull_backfaces=cull_backfaces, near=near, tile_size=tile_size))
+
+
+def interpolate(attrs, faces, fragments):
+    """Interpolate per-vertex attributes at every pixel with the fragments' barycentrics.
+
+    Args:
+        attrs: ``(V, C)`` or ``(B, V, C)`` float attributes.
+        faces: ``(F, 3)`` indices into ``attrs`` with the same face order as the rasterized mesh.
+            For face-varying data (UV seams, per-corner normals) pass the attribute topology,
+            e.g. ``uv_faces``, or ``arange(3F).reshape(F, 3)`` with ``attrs`` of shape ``(3F, C)``.
+        fragments: :class:`~taichirast.Fragments` from :func:`rasterize`.
+
+    Returns:
+        ``(B, H, W, C)``; 0 on background. Differentiable w.r.t. ``attrs`` and, through
+        ``fragments.bary``, the screen vertices.
+    """
+    from ._prims.interpolate import PRIM
+
+    return PRIM.torch_call(attrs, faces, fragments.face_id, fragments.bary)
+
+
+def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sigma=1e-4, gamma=1e-4, eps=1e-10,
+                   near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=8):
+    """Soft rasterization and aggregation (SoftRas, Liu et al. 2019), O(1) memory per pixel.
+
+    Each face j covers pixel p with probability ``D_j = sigmoid(±d_j^2 / sigma)`` (+ inside,
+    - outside), ``d_j`` the distance from p to the triangle in NDC units (the shorter image side
+    spans [-1, 1], as in PyTorch3D, so published sigma values apply). Alpha is
+    ``1 - prod_j (1 - D_j)``; colour is the softmax over depth
+    ``sum_j w_j c_j + w_b background`` with ``w_j ∝ D_j exp(z_j / gamma)``,
+    ``w_b ∝ exp(eps / gamma)``, ``z_j = (far - depth) / (far - near)``. Faces with
+    ``D_j < cull_eps`` at a pixel are skipped (and binned away); there is no faces-per-pixel cap.
+    Faces with a vertex at ``z <= near`` are dropped.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project`.
+        faces: ``(F, 3)`` int indices.
+        colors: per-vertex ``(V, C)`` / ``(B, V, C)``, or per-face ``(F, C)`` / ``(B, F, C)``
+            with ``per_face=True``. Outside a face, a pixel takes the colour of the face's
+            nearest point.
+        image_size: ``(H, W)``.
+        background: ``(C,)`` background colour (default zeros); differentiable.
+        sigma, gamma: sharpness of coverage and of the depth softmax (> 0).
+        eps: background depth offset in the softmax.
+        near, far: depth normalisation (the camera's near / far).
+
+    Returns:
+        ``(B, H, W, C + 1)`` RGBA (colour channels then alpha). Differentiable w.r.t.
+        ``screen_verts`` (x, y and z), ``colors`` and ``background``.
+    """
+    from ._prims.soft import PRIM
+
+    return PRIM.torch_call(screen_verts, faces, colors, image_size, background=background, sigma=sigma, gamma=gamma,
+                           eps=eps, near=near, far=far, per_face=per_face, cull_eps=cull_eps, tile_size=tile_size)
+
+
+def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0, box_len=0.02, near=0.01,
+                    tile_size=8):
+    """DIB-R soft silhouette (Chen et al. 2019): alpha with gradients from pixels outside the mesh.
+
+    Covered pixels (``fragments.face_id >= 0``) get alpha 1; every other pixel gets
+    ``1 - prod_j (1 - exp(-sigmainv * d_j^2))`` over the faces within ``box_len`` (NDC, of the
+    face's bounding box), ``d_j`` the NDC distance from the pixel centre to face j.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)``; faces ``(F, 3)``.
+        fragments: :class:`~taichirast.Fragments` of the same mesh from :func:`rasterize`.
+        image_size: ``(H, W)``.
+        sigmainv: sharpness (Kaolin's default 7000, NDC units).
+        box_len: neighbourhood half-size in NDC units.
+
+    Returns:
+        ``(B, H, W)`` alpha, differentiable w.r.t. ``screen_verts`` (x, y).
+    """
+    from ._prims.dibr import PRIM
+
+    return PRIM.torch_call(screen_verts, faces, fragments.face_id, image_size, sigmainv=sigmainv, box_len=box_len,
+                           near=near, tile_size=tile_size)
