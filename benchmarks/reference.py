@@ -1,0 +1,66 @@
+"""Dense pure-torch SoftRas (all pixels x all faces), the comparison baseline of the benchmark.
+
+Same formulas as taichirast.soft_rasterize (distances in NDC units with the shorter side spanning
+[-1, 1], sigmoid coverage, depth softmax with background), written the obvious way with
+``(B, P, F)`` intermediates and torch autograd: this is what a pure-PyTorch user writes.
+"""
+import torch
+
+
+def _seg_dist2(p, a, b):
+    e = b - a
+    t = ((p - a) * e).sum(-1) / (e * e).sum(-1).clamp(min=1e-30)
+    t = t.clamp(0, 1)
+    n = a + t[..., None] * e
+    return ((p - n) ** 2).sum(-1), t
+
+
+def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, gamma=1e-4, eps=1e-10,
+                         near=0.01, far=100.0):
+    """sv (B, V, 3), faces (F, 3) long, colors (B, V, C) per vertex -> RGBA (B, H, W, C + 1)."""
+    H, W = image_size
+    s = 2.0 / min(H, W)
+    B = sv.shape[0]
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=sv.dtype) + 0.5, torch.arange(W, dtype=sv.dtype) + 0.5, indexing="ij")
+    p = torch.stack([xs, ys], -1).reshape(1, -1, 1, 2)  # (1, P, 1, 2)
+    tri = sv[:, faces.long()]  # (B, F, 3, 3)
+    s0, s1, s2 = (tri[:, None, :, i, :2] for i in range(3))  # (B, 1, F, 2)
+
+    def edge(a, b):
+        return (a[..., 0] - p[..., 0]) * (b[..., 1] - p[..., 1]) - (b[..., 0] - p[..., 0]) * (a[..., 1] - p[..., 1])
+
+    E = torch.stack([edge(s1, s2), edge(s2, s0), edge(s0, s1)], -1)  # (B, P, F, 3)
+    A = E.sum(-1, keepdim=True)
+    a = E / A
+    inside = (a >= 0).all(-1)
+    d01, t01 = _seg_dist2(p, s0, s1)
+    d12, t12 = _seg_dist2(p, s1, s2)
+    d20, t20 = _seg_dist2(p, s2, s0)
+    d = torch.stack([d01, d12, d20], -1)
+    dmin, k = d.min(-1)
+    x = torch.where(inside, 1.0, -1.0) * dmin * s * s / sigma
+    D = torch.sigmoid(x)
+    z = tri[:, None, :, :, 2]  # (B, 1, F, 3)
+    zero = torch.zeros_like(t01)
+    nearest = torch.stack([
+        torch.stack([1 - t01, t01, zero], -1),
+        torch.stack([zero, 1 - t12, t12], -1),
+        torch.stack([t20, zero, 1 - t20], -1)], -2)  # (B, P, F, 3 edges, 3)
+    abar = torch.where(inside[..., None], a, torch.gather(nearest, -2, k[..., None, None].expand(*k.shape, 1, 3))[..., 0, :])
+    q = abar / z
+    Q = q.sum(-1, keepdim=True)
+    b = q / Q
+    zp = 1.0 / Q[..., 0]
+    cf = colors[:, faces.long()]  # (B, F, 3, C)
+    c = torch.einsum("bpfk,bfkc->bpfc", b, cf)
+    zn = (far - zp) / (far - near)
+    valid = (tri[..., 2] > near).all(-1)[:, None, :] & (A[..., 0] != 0)
+    D = torch.where(valid, D, torch.zeros_like(D))
+    alpha = 1 - torch.prod(1 - D, dim=-1)
+    logits = torch.where(valid, zn / gamma, torch.full_like(zn, -float("inf")))
+    m = torch.maximum(logits.max(-1).values, torch.full_like(logits[..., 0], eps / gamma))
+    w = D * torch.exp(logits - m[..., None])
+    wb = torch.exp(eps / gamma - m)
+    Z = w.sum(-1) + wb
+    rgb = (torch.einsum("bpf,bpfc->bpc", w, c) + wb[..., None] * background) / Z[..., None]
+    return torch.cat([rgb, alpha[..., None]], -1).reshape(B, H, W, -1)

@@ -1,0 +1,232 @@
+"""Benchmark: hard raster + interpolate and soft_rasterize, forward and forward+backward, peak memory.
+
+    python -m benchmarks                  # icosphere level 4 and the bunny, 256^2 and 512^2
+    python -m benchmarks --quick          # fewer repeats, icosphere only
+    TAICHIRAST_ARCH=cuda python -m benchmarks --device cuda
+
+Prints a markdown table and writes JSON (``--out``, default bench_out/results.json). Times are
+medians over ``--repeat`` runs after a warm-up (which compiles the kernels). Memory: peak
+resident set size of the process during the case (``peak RSS``) and its rise over the RSS just
+before the case (``+RSS``), sampled every millisecond; on CUDA, peak allocated GPU memory.
+The same run times a dense pure-PyTorch SoftRas (benchmarks/reference.py) against
+taichirast.soft_rasterize on a small scene and reports the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import taichirast as tr  # noqa: E402
+from taichirast import io as trio  # noqa: E402
+from taichirast import meshes  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes")
+
+
+class PeakRSS:
+    """Samples this process's RSS every millisecond in a thread; ``peak`` in bytes."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.001)
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self.t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(fn, device, repeat, warmup=2):
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1000.0
+
+
+def scene(name, size, device):
+    if name == "icosphere4":
+        v, f = meshes.icosphere(4)
+    else:
+        v, f = trio.load_mesh(os.path.join(SHARED, "bunny.obj"))
+        v = trio.normalize_mesh(v)
+    v = torch.from_numpy(v).to(device)
+    f = torch.from_numpy(f).to(device)
+    cam = tr.PerspectiveCamera.look_at(torch.tensor([0.4, 0.3, 2.6]), fov_y=45.0, image_size=(size, size),
+                                       near=0.1, far=10.0, device=device)
+    with torch.no_grad():
+        sv = tr.project(v, cam)
+    cols = (v - v.min(0).values) / (v.max(0).values - v.min(0).values)
+    return sv.contiguous(), f, cols.contiguous(), cam
+
+
+def bench_case(name, size, device, repeat, sigma):
+    sv, f, cols, cam = scene(name, size, device)
+    F = f.shape[0]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    w_hard = torch.rand(1, size, size, 3, generator=g).to(device)
+    w_soft = torch.rand(1, size, size, 4, generator=g).to(device)
+    rows = []
+
+    def hard_fwd():
+        with torch.no_grad():
+            fr = tr.rasterize(sv, f, (size, size))
+            return tr.interpolate(cols, f, fr)
+
+    def hard_fb():
+        s = sv.detach().requires_grad_()
+        c = cols.detach().requires_grad_()
+        fr = tr.rasterize(s, f, (size, size))
+        (tr.interpolate(c, f, fr) * w_hard).sum().backward()
+
+    def soft_fwd():
+        with torch.no_grad():
+            return tr.soft_rasterize(sv, f, cols, (size, size), sigma=sigma, gamma=1e-4, near=cam.near, far=cam.far)
+
+    def soft_fb():
+        s = sv.detach().requires_grad_()
+        c = cols.detach().requires_grad_()
+        (tr.soft_rasterize(s, f, c, (size, size), sigma=sigma, gamma=1e-4, near=cam.near, far=cam.far)
+         * w_soft).sum().backward()
+
+    coverage = float((hard_fwd()[..., 0] != 0).float().mean()) if F else 0.0
+    for label, fn in (("hard raster+interp fwd", hard_fwd), ("hard raster+interp fwd+bwd", hard_fb),
+                      ("soft_rasterize fwd", soft_fwd), ("soft_rasterize fwd+bwd", soft_fb)):
+        fn()  # compile
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        with PeakRSS() as mem:
+            ms = timeit(fn, device, repeat)
+        row = {"scene": name, "faces": F, "size": size, "case": label, "ms": ms,
+               "peak_rss_mb": mem.peak / 2**20, "rss_rise_mb": (mem.peak - mem.base) / 2**20,
+               "coverage": coverage}
+        if device == "cuda":
+            row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        rows.append(row)
+        print(f"  {name} {size}^2 {label}: {ms:.1f} ms, peak RSS {row['peak_rss_mb']:.0f} MB "
+              f"(+{row['rss_rise_mb']:.0f})", flush=True)
+    return rows
+
+
+def bench_reference(device, repeat):
+    """Ours vs the dense pure-torch SoftRas on a scene small enough for the dense (B, P, F) tensors."""
+    from benchmarks.reference import dense_soft_rasterize
+
+    v, f = meshes.icosphere(2)  # 320 faces
+    size = 64
+    v = torch.from_numpy(v).to(device)
+    f = torch.from_numpy(f).to(device)
+    cam = tr.PerspectiveCamera.look_at(torch.tensor([0.4, 0.3, 2.6]), image_size=(size, size), near=0.1, far=10.0,
+                                       device=device)
+    with torch.no_grad():
+        sv = tr.project(v, cam)
+    cols = (v + 1) / 2
+    bg = torch.zeros(3, device=device)
+    sigma = 1e-3
+    w = torch.rand(1, size, size, 4, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def ours():
+        s = sv.detach().requires_grad_()
+        c = cols.detach().requires_grad_()
+        (tr.soft_rasterize(s, f, c, (size, size), background=bg, sigma=sigma, near=0.1, far=10.0) * w).sum().backward()
+
+    def dense():
+        s = sv.detach().requires_grad_()
+        c = cols.detach().requires_grad_()
+        (dense_soft_rasterize(s, f, c[None], (size, size), bg, sigma=sigma, near=0.1, far=10.0) * w).sum().backward()
+
+    with torch.no_grad():
+        a = tr.soft_rasterize(sv, f, cols, (size, size), background=bg, sigma=sigma, near=0.1, far=10.0)
+        b = dense_soft_rasterize(sv, f, cols[None], (size, size), bg, sigma=sigma, near=0.1, far=10.0)
+    max_diff = float((a - b).abs().max())
+    t_ours = timeit(ours, device, repeat)
+    with PeakRSS() as mem:
+        t_dense = timeit(dense, device, max(3, repeat // 2), warmup=1)
+    return {"scene": "icosphere2", "faces": int(f.shape[0]), "size": size, "sigma": sigma, "ours_ms": t_ours,
+            "dense_torch_ms": t_dense, "speedup": t_dense / t_ours, "dense_peak_rss_mb": mem.peak / 2**20,
+            "max_abs_diff": max_diff}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="taichirast benchmark")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--sigma", type=float, default=1e-4)
+    p.add_argument("--device", default="cuda" if tr.runtime.requested_arch() == "cuda" else "cpu")
+    p.add_argument("--quick", action="store_true", help="icosphere only, 3 repeats")
+    p.add_argument("--out", default=os.path.join("bench_out", "results.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeat = 3
+    torch.set_num_threads(os.cpu_count() or 1)
+    info = tr.info()
+    print(f"taichirast {info['taichirast']} | taichi {info['taichi']} | torch {info.get('torch')} | arch {info['arch']} "
+          f"| {info['cpu_count']} CPU cores | {', '.join(info.get('cuda_devices', [])) or 'no GPU'}", flush=True)
+    scenes = ["icosphere4"]
+    if not args.quick:
+        if os.path.exists(os.path.join(SHARED, "bunny.obj")):
+            scenes.append("bunny")
+        else:
+            print("  (../shared/meshes/bunny.obj absent: bunny rows skipped)")
+    rows = []
+    for name in scenes:
+        for size in args.sizes:
+            rows += bench_case(name, size, args.device, args.repeat, args.sigma)
+    ref = bench_reference(args.device, args.repeat)
+
+    print()
+    mem_col = "GPU peak MB" if args.device == "cuda" else "peak RSS MB (+rise)"
+    print(f"| scene | faces | size | case | ms | {mem_col} |")
+    print("|---|---:|---:|---|---:|---:|")
+    for r in rows:
+        mem = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else f"{r['peak_rss_mb']:.0f} (+{r['rss_rise_mb']:.0f})"
+        print(f"| {r['scene']} | {r['faces']} | {r['size']}² | {r['case']} | {r['ms']:.1f} | {mem} |")
+    print()
+    print("| soft_rasterize fwd+bwd, 320 faces, 64², sigma 1e-3 | ms |")
+    print("|---|---:|")
+    print(f"| taichirast | {ref['ours_ms']:.1f} |")
+    print(f"| dense pure-PyTorch SoftRas | {ref['dense_torch_ms']:.1f} |")
+    print(f"| ratio (dense / ours) | {ref['speedup']:.1f}x |")
+    print(f"(forward max |difference| {ref['max_abs_diff']:.2e}; dense peak RSS {ref['dense_peak_rss_mb']:.0f} MB)")
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"info": info, "device": args.device, "rows": rows, "reference": ref}, fh, indent=2)
+    print(f"wrote {args.out}")
+    return rows, ref
+
+
+if __name__ == "__main__":
+    main()
