@@ -36,7 +36,7 @@ def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
     return (v @ (Rx @ Ry).T).astype(np.float32), f
 
 
-def ring_cameras(n_views, size, distance=3.2, fov=40.0, dtype=torch.float32):
+def ring_cameras(n_views, size, distance=4.0, fov=40.0, dtype=torch.float32):
     """``n_views`` cameras around the object, alternating elevations, looking at the origin."""
     eyes = []
     for i in range(n_views):
@@ -112,7 +112,7 @@ def main(argv=None):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        loss_val = float(sil_loss)
+        loss_val = sil_loss.item()
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(silhouette_mse=f"{loss_val:.4f}")
         if step % args.gif_every == 0 or step == args.steps - 1:

@@ -18,13 +18,21 @@ _LAZY = {
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
     "render": "render", "Renderer": "render",
 }
-_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "render", "runtime", "geometry")
+# (`taichirast.render` is the function; its module is reached as `taichirast.render_module`
+# or `import taichirast.render`.)
+_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments")
 
 
 def __getattr__(name):
     if name in _LAZY:
         mod = _importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(mod, name)
+        value = getattr(mod, name)
+        # Importing the submodule `render` binds the package attribute `render` to the module;
+        # rebind the public name to the function so `tr.render(...)` keeps working.
+        globals()[name] = value
+        return value
+    if name == "render_module":
+        return _importlib.import_module(".render", __name__)
     if name in _SUBMODULES:
         return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'taichirast' has no attribute {name!r}")
