@@ -1,0 +1,119 @@
+"""Per-pixel attribute interpolation from barycentrics (+ hand-written backward). DESIGN §3, §5.
+
+``out[b, y, x, c] = sum_i bary[b, y, x, i] * attrs[ba, faces[f, i], c]`` with ``f = face_id[b, y, x]``
+and ``ba = b`` (or 0 when the attributes are shared by the batch); background pixels (``f < 0``)
+get 0. ``faces`` is any index table with one row per face id (vertex indices, UV indices, ...).
+
+Backward (given ``g = dL/d out``):
+    dL/d bary[b, y, x, i]        = sum_c g[b, y, x, c] * attrs[ba, faces[f, i], c]
+    dL/d attrs[ba, faces[f, i], c] += bary[b, y, x, i] * g[b, y, x, c]    (atomic scatter, summed in
+                                                                         registers along runs of one face)
+
+Buffers are passed flattened (cheaper indexing, see kernels/raster.py): pixels ``p`` in
+``[0, N = B * H * W)`` with ``face_id (N,)``, ``bary (N, 3)``, ``out / g_out (N, C)``;
+attributes ``(Ba * V, C)`` with ``Ba`` 1 (shared) or B; ``HW = H * W`` gives a pixel's image.
+"""
+import functools
+
+import taichi as ti
+
+from .raster import ROW_SEGMENTS
+
+# Channels per register block in the backward (atomics are issued per run of equal face ids).
+CHANNEL_BLOCK = 4
+
+
+@functools.lru_cache(maxsize=None)
+def build(real):
+    arr = ti.types.ndarray(dtype=real)
+    iarr = ti.types.ndarray(dtype=ti.i32)
+
+    @ti.func
+    def _attr_base(p, HW, V, shared):
+        base = 0
+        if not shared:
+            base = (p // HW) * V
+        return base
+
+    @ti.kernel
+    def forward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, out: arr, HW: ti.i32, V: ti.i32,
+                shared: ti.i32):
+        C = out.shape[1]
+        for p in range(out.shape[0]):
+            f = face_id[p]
+            if f >= 0:
+                base = _attr_base(p, HW, V, shared)
+                i0, i1, i2 = base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
+                b0, b1, b2 = bary[p, 0], bary[p, 1], bary[p, 2]
+                for c in range(C):
+                    out[p, c] = b0 * attrs[i0, c] + b1 * attrs[i1, c] + b2 * attrs[i2, c]
+            else:
+                for c in range(C):
+                    out[p, c] = real(0.0)
+
+    @ti.func
+    def _scatter(g_attrs: arr, i0, i1, i2, c0, C, acc):
+        for c in ti.static(range(CHANNEL_BLOCK)):
+            if c0 + c < C:
+                ti.atomic_add(g_attrs[i0, c0 + c], acc[0, c])
+                ti.atomic_add(g_attrs[i1, c0 + c], acc[1, c])
+                ti.atomic_add(g_attrs[i2, c0 + c], acc[2, c])
+
+    @ti.kernel
+    def backward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, g_out: arr, g_attrs: arr, g_bary: arr,
+                 H: ti.i32, W: ti.i32, V: ti.i32, shared: ti.i32, need_attrs: ti.template(),
+                 need_bary: ti.template()):
+        """g_attrs (like attrs, zero-initialised) += scatter; g_bary (N, 3) written for every pixel.
+
+        Row segments in parallel (see kernels/raster.py, ROW_SEGMENTS); channels in register blocks
+        of CHANNEL_BLOCK. Along a segment, consecutive pixels of one face add their
+        ``bary_i * g`` into registers, scattered (atomics) only when the face changes.
+        """
+        C = g_out.shape[1]
+        B = face_id.shape[0] // (H * W)
+        n_blocks = (C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
+        for t in range(B * H * ROW_SEGMENTS):
+            row = t // ROW_SEGMENTS
+            x0 = (t - row * ROW_SEGMENTS) * cw
+            x1 = ti.min(x0 + cw, W)
+            base = 0 if shared else (row // H) * V
+            for blk in range(n_blocks):
+                c0 = blk * CHANNEL_BLOCK
+                cur = -1
+                i0, i1, i2 = 0, 0, 0
+                acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
+                for px in range(x0, x1 + 1):  # one step past the end flushes the last run
+                    p = row * W + px
+                    f = -1
+                    if px < x1:
+                        f = face_id[p]
+                    if f != cur:
+                        if ti.static(need_attrs):
+                            if cur >= 0:
+                                _scatter(g_attrs, i0, i1, i2, c0, C, acc)
+                            acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
+                        cur = f
+                        if f >= 0:
+                            i0, i1, i2 = base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
+                    gb = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                    if f >= 0:
+                        bb = ti.Vector([bary[p, 0], bary[p, 1], bary[p, 2]], real)
+                        for c in ti.static(range(CHANNEL_BLOCK)):
+                            if c0 + c < C:
+                                g = g_out[p, c0 + c]
+                                if ti.static(need_attrs):
+                                    for k in ti.static(range(3)):
+                                        acc[k, c] += bb[k] * g
+                                if ti.static(need_bary):
+                                    gb += g * ti.Vector([attrs[i0, c0 + c], attrs[i1, c0 + c], attrs[i2, c0 + c]],
+                                                        real)
+                    if ti.static(need_bary):
+                        if px < x1:
+                            for k in ti.static(range(3)):
+                                if blk == 0:
+                                    g_bary[p, k] = gb[k]
+                                else:
+                                    g_bary[p, k] += gb[k]
+
+    return forward, backward

@@ -1,0 +1,100 @@
+"""``interpolate``: per-pixel attributes from rasterizer output. Kernels in kernels/interpolate.py.
+
+Inputs: ``attrs (V, C)`` or ``(B, V, C)`` (a batch of 1 is shared by every image), ``faces (F, 3)``
+int32/int64 indexing ``attrs``' V axis (vertex indices, or any other per-face index table such as
+UV indices, with one row per face id), ``face_id (B, H, W)`` int32 and ``bary (B, H, W, 3)`` as
+returned by ``rasterize``. Output ``(B, H, W, C)``: ``sum_i bary_i attrs[b, faces[face_id, i]]``,
+0 on background pixels (``face_id == -1``). Differentiable in ``attrs`` and ``bary``.
+"""
+from __future__ import annotations
+
+from .. import _array as A
+from .. import _validate as V
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+
+FN = "interpolate"
+
+
+def _int_image(name, x, kind, like):
+    x = V.array(FN, name, x, kind, like)
+    dt = A.dtype_name(x)
+    if not (dt.startswith("int") or dt.startswith("uint")):
+        raise TypeError(f"{FN}: {name} must be an integer array (int32), got {dt}")
+    if x.ndim != 3:
+        raise ValueError(f"{FN}: {name} must have shape (B, H, W), got {tuple(x.shape)}")
+    return x
+
+
+def prepare(attrs, faces, face_id, bary):
+    kind = V.kind_of(attrs, faces, face_id, bary)
+    attrs = V.float_array(FN, "attrs", attrs, kind, ndims=(2, 3))
+    attrs = attrs[None] if attrs.ndim == 2 else attrs
+    faces = V.faces(FN, "faces", faces, kind, n_verts=attrs.shape[1], like=attrs)
+    face_id = _int_image("face_id", face_id, kind, attrs)
+    bary = V.float_array(FN, "bary", bary, kind, attrs, ndims=(4,), last=3, finite=False)
+    if tuple(bary.shape[:3]) != tuple(face_id.shape):
+        raise ValueError(f"{FN}: bary must have shape face_id.shape + (3,) = {tuple(face_id.shape) + (3,)}, "
+                         f"got {tuple(bary.shape)}")
+    V.same_float(FN, attrs=attrs, bary=bary)
+    if A.is_torch(face_id) and A.is_torch(attrs) and face_id.device != attrs.device:
+        raise ValueError(f"{FN}: face_id is on {face_id.device} but attrs are on {attrs.device}")
+    B = face_id.shape[0]
+    if attrs.shape[0] not in (1, B):
+        raise ValueError(f"{FN}: attrs has batch {attrs.shape[0]} but face_id has batch {B} "
+                         f"(attrs' batch must be 1 or equal)")
+    n = face_id.numel() if A.is_torch(face_id) else face_id.size
+    if n:
+        lo, hi = int(face_id.min()), int(face_id.max())
+        if lo < -1 or hi >= faces.shape[0]:
+            raise ValueError(f"{FN}: face_id has values in [{lo}, {hi}] but there are {faces.shape[0]} faces "
+                             f"(valid: -1 for background, or [0, {faces.shape[0] - 1}])")
+    face_id = A.astype(face_id, "int32")
+    return Prepared(inputs=[attrs, faces, face_id, bary], sources=["attrs", None, None, "bary"],
+                    params={})
+
+
+def _flat(attrs, face_id, bary):
+    """Flat views for the kernels (kernels/interpolate.py) and their static sizes."""
+    B, H, W = face_id.shape
+    Ba, Vn, C = attrs.shape
+    N = B * H * W
+    return (attrs.reshape(Ba * Vn, C), face_id.reshape(N), bary.reshape(N, 3)), (N, H * W, Vn, C, int(Ba == 1))
+
+
+def forward(inputs, params):
+    from taichirast.kernels import interpolate, real_type
+
+    ensure_init()
+    attrs, faces, face_id, bary = inputs
+    fwd, _ = interpolate.build(real_type(A.dtype_name(attrs)))
+    B, H, W = face_id.shape
+    out = A.empty(attrs, (B, H, W, attrs.shape[2]))
+    (af, ff, bf), (N, HW, Vn, C, shared) = _flat(attrs, face_id, bary)
+    if C > 0 and N > 0:
+        fwd(af, faces, ff, bf, out.reshape(N, C), HW, Vn, shared)
+    return (out,), (attrs, faces, face_id, bary)
+
+
+def backward(saved, params, grads, needs):
+    from taichirast.kernels import interpolate, real_type
+
+    attrs, faces, face_id, bary = saved
+    (g,) = grads
+    need_attrs, need_bary = bool(needs[0]), bool(needs[3])
+    if g is None or not (need_attrs or need_bary):
+        return [None, None, None, None]
+    _, bwd = interpolate.build(real_type(A.dtype_name(attrs)))
+    (af, ff, bf), (N, HW, Vn, C, shared) = _flat(attrs, face_id, bary)
+    g_attrs = A.zeros(attrs, attrs.shape) if need_attrs else A.zeros(attrs, (1, 1, 1))
+    run = C > 0 and N > 0
+    g_bary = (A.empty if run else A.zeros)(attrs, bary.shape) if need_bary else A.zeros(attrs, (1, 3))
+    if run:
+        ga = g_attrs.reshape(attrs.shape[0] * Vn, C) if need_attrs else g_attrs.reshape(1, 1)
+        B, H, W = face_id.shape
+        bwd(af, faces, ff, bf, g.reshape(N, C), ga, g_bary.reshape(N, 3) if need_bary else g_bary.reshape(1, 3),
+            H, W, Vn, shared, int(need_attrs), int(need_bary))
+    return [g_attrs if need_attrs else None, None, None, g_bary if need_bary else None]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=("attrs", "bary"))

@@ -1,0 +1,128 @@
+"""``rasterize``: hard rasterization of screen-space triangles. Kernels in kernels/raster.py.
+
+Inputs: screen vertices ``(B, V, 3)`` or ``(V, 3)`` (x, y in pixels, z = camera depth, as made by
+``project``), faces ``(F, 3)`` int32/int64 shared by the batch, ``image_size = (H, W)``.
+Outputs, in order:
+
+* ``face_id (B, H, W)`` int32, ``-1`` on background (not differentiable);
+* ``bary (B, H, W, 3)`` perspective-correct barycentrics (screen-space ones when
+  ``perspective_correct=False``), 0 on background; same float dtype as the vertices;
+* ``depth (B, H, W)`` camera depth of the visible point, ``+inf`` on background.
+
+Gradients flow to the screen vertices through ``bary`` and ``depth`` (hand-written backward; the
+face ids are piecewise constant). Nearest depth wins; exact ties go to the smaller face id, so the
+result is deterministic. ``cull_backfaces=True`` keeps only counter-clockwise (front-facing)
+triangles. ``near``: points nearer than this (camera depth) are not drawn; with
+``perspective_correct`` vertices behind the camera are handled exactly (homogeneous
+rasterization), without NaN/inf. ``tile_size``: side of the square screen tiles of the binned
+schedule (GPU); the CPU schedule needs no binning (see ``SCHEDULE``). Results never depend on it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _array as A
+from .. import _validate as V
+from .._binning import bin_faces
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+
+FN = "rasterize"
+
+# Depth-test schedule: "face" (one thread per face visiting its own bbox pixels, atomic_min on a
+# per-pixel depth key; no binning: best on CPU, where faces of real meshes cover a few pixels),
+# "pixel" (tile binning, then one thread per pixel walking its tile's list: GPU), or None =
+# choose by arch. Both give identical results (tests run both).
+SCHEDULE = None
+
+
+def prepare(screen_verts, faces, image_size, perspective_correct=True, cull_backfaces=False, near=0.01,
+            tile_size=8):
+    kind = V.kind_of(screen_verts, faces)
+    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
+    H, W = V.image_size(FN, image_size)
+    persp = bool(perspective_correct)
+    if persp:
+        near = V.number(FN, "near", near, lo=0.0, lo_open=True)
+    else:
+        near = V.number(FN, "near", near)
+    if not math.isfinite(near):
+        raise ValueError(f"{FN}: near must be finite, got {near!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
+        raise TypeError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
+    tile_size = int(tile_size)
+    if tile_size <= 0:
+        raise ValueError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
+    return Prepared(inputs=[sv, faces], sources=["screen_verts", None],
+                    params={"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
+                            "tile": tile_size})
+
+
+def _schedule():
+    if SCHEDULE is not None:
+        return SCHEDULE
+    return "face" if ensure_init() == "cpu" else "pixel"
+
+
+def forward(inputs, params):
+    from taichirast.kernels import raster, real_type
+
+    ensure_init()
+    sv, faces = inputs
+    real = A.dtype_name(sv)
+    k = raster.build(real_type(real))
+    B, Vn, F = sv.shape[0], sv.shape[1], faces.shape[0]
+    H, W, T = params["H"], params["W"], params["tile"]
+    near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
+    N = B * H * W
+    outs = (A.empty(sv, (B, H, W), "int32"), A.empty(sv, (B, H, W, 3)), A.empty(sv, (B, H, W)))
+    # kernels see flat views (see kernels/raster.py): pixels (N, ...), vertices (B * V, 3)
+    face_id, bary, depth = outs[0].reshape(N), outs[1].reshape(N, 3), outs[2].reshape(N)
+    svf = sv.reshape(B * Vn, 3)
+    if _schedule() == "face":
+        key = A.full(sv, (N,), raster.KEY_EMPTY, "int64")
+        if real == "float32":
+            fid = A.empty(sv, (1,), "int32")  # unused: the face id is in the key's low bits
+            if F > 0:
+                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 0)
+        else:
+            fid = A.full(sv, (N,), raster.FID_EMPTY, "int32")
+            if F > 0:
+                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 0)
+                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 1)
+        k["resolve"](svf, faces, key, fid, face_id, bary, depth, B, H, W, near, persp)
+    else:
+        bbox = A.empty(sv, (B, F, 4))
+        fdata = A.empty(sv, (B, F, raster.N_FDATA))
+        if F > 0:
+            k["setup"](svf, faces, bbox, fdata, near, persp, cull)
+        offsets, tile_faces = bin_faces(bbox, H, W, T)
+        k["raster_pixels"](bbox, fdata, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+        k["bary"](svf, faces, face_id, bary, depth, B, H, W, near, persp)
+    return outs, (sv, faces, outs[0])
+
+
+def backward(saved, params, grads, needs):
+    from taichirast.kernels import raster, real_type
+
+    sv, faces, face_id = saved
+    _, g_bary, g_depth = grads
+    if g_bary is None and g_depth is None:
+        return [None, None]
+    k = raster.build(real_type(A.dtype_name(sv)))
+    B, Vn = sv.shape[0], sv.shape[1]
+    H, W = params["H"], params["W"]
+    N = B * H * W
+    grad_sv = A.zeros(sv, (B, Vn, 3))
+    if faces.shape[0] > 0 and Vn > 0 and N > 0:
+        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
+        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
+        k["backward"](sv.reshape(B * Vn, 3), faces, face_id.reshape(N), gb, gd, grad_sv.reshape(B * Vn, 3),
+                      B, H, W, int(params["persp"]), int(g_bary is not None), int(g_depth is not None))
+    return [grad_sv, None]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=("screen_verts",))
