@@ -1,8 +1,10 @@
 """The torch side of :mod:`taichirast._primitive`: one generic ``autograd.Function``.
 
 Bridge hygiene (DESIGN §5): kernels see ``tensor.detach().contiguous()`` (a ``requires_grad``
-tensor would make Taichi allocate ``.grad``), and output gradients are cloned and made
-contiguous before a backward kernel sees them.
+tensor would make Taichi allocate ``.grad``). Output gradients are made contiguous but not
+cloned: DESIGN's clone rule protects buffers from Taichi's own ``kernel.grad`` (which zeroes
+them), and no taichirast kernel uses Taichi autodiff or writes into an output gradient
+(a profiled 1.5 ms per 3 MB buffer saved).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class _PrimitiveFunction(torch.autograd.Function):
         needs = list(ctx.needs_input_grad[2:])
         if not any(needs):
             return (None, None) + (None,) * ctx.n_inputs
-        grads = [None if g is None else g.detach().clone().contiguous() for g in grads]
+        grads = [None if g is None else g.detach().contiguous() for g in grads]
         in_grads = ctx.prim.backward(tuple(ctx.saved_tensors), ctx.params, grads, needs)
         in_grads = [g if (g is not None and n) else None for g, n in zip(in_grads, needs)]
         return (None, None) + tuple(in_grads)

@@ -41,10 +41,13 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
               tile_size=8):
     """Hard rasterization: visible face, barycentrics and depth per pixel.
 
-    Triangles are binned into ``tile_size``-pixel square tiles (CSR lists sized from counts, so
-    nothing is ever dropped); each pixel keeps the nearest face whose interior contains its
-    centre, ties going to the smaller face id (deterministic). Triangles crossing the near plane
-    are clipped exactly (2D homogeneous rasterization), vertices behind the camera never show.
+    Each pixel keeps the nearest face whose interior contains its centre, ties going to the
+    smaller face id (deterministic). On CPU each face scans the pixels of its own bounding box
+    (depth test by atomic-min on packed depth/id keys); on GPU triangles are binned into
+    ``tile_size``-pixel tiles (CSR lists sized from counts, so nothing is ever dropped) and each
+    pixel walks its tile's list. Both schedules give bitwise-identical results. Triangles crossing
+    the near plane are clipped exactly (2D homogeneous rasterization); points behind the camera
+    never show.
 
     Args:
         screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project` (x, y pixels, z camera depth).
@@ -55,7 +58,7 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
             screen-linear (``False``; use it for orthographic cameras).
         cull_backfaces: drop faces that are clockwise on screen.
         near: minimum camera depth; nearer parts of triangles are clipped.
-        tile_size: binning tile edge in pixels (a speed knob, not a limit).
+        tile_size: binning tile edge in pixels on GPU (a speed knob, never a limit).
 
     Returns:
         :class:`~taichirast.Fragments` ``(face_id (B,H,W) int32, bary (B,H,W,3), depth (B,H,W))``
