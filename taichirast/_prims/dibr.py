@@ -1,0 +1,109 @@
+"""``dibr_silhouette``: DIB-R soft silhouette (Chen et al. 2019; Kaolin's ``dibr_soft_mask``).
+Kernels in kernels/dibr.py.
+
+Inputs
+    screen_verts  (B, V, 3) or (V, 3) float32/float64: x, y in pixels (x right, y down, pixel (r, c)
+                  centred at (c + 0.5, r + 0.5)), z = camera depth. Differentiable.
+    faces         (F, 3) int32/int64, shared by the batch.
+    face_id       (B, H, W) or (H, W) int32/int64 face ids of a hard rasterization (-1 = background),
+                  or an object with a ``face_id`` attribute (rasterizer fragments). Not differentiable.
+    image_size    (H, W) or an int; must match face_id.
+    sigmainv      sharpness: ``P_j = exp(-sigmainv d_j^2)``, d_j the NDC distance (the image's shorter
+                  side spans [-1, 1]) from the pixel centre to triangle j, 0 inside it. > 0.
+    box_len       only faces whose vertex box grown by box_len (NDC) holds the pixel centre count. >= 0.
+    near          faces with any vertex at ``z <= near`` are dropped (their projection is meaningless).
+    tile_size     binning tile edge in pixels (performance only).
+
+Output: alpha ``(B, H, W)``, dtype of ``screen_verts``: 1 where ``face_id >= 0`` (no gradient there),
+elsewhere ``1 - prod_j (1 - P_j)``. Zero-area faces are skipped (never NaN).
+"""
+from __future__ import annotations
+
+from .. import _array as A
+from .. import _validate as V
+from .._binning import bin_faces
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+from .soft import tile_size_arg
+
+FN = "dibr_silhouette"
+
+
+def prepare(screen_verts, faces, face_id, image_size, sigmainv=7000.0, box_len=0.02, near=0.01, tile_size=16):
+    if face_id is not None and hasattr(face_id, "face_id") and not A.is_array(face_id):
+        face_id = face_id.face_id
+    kind = V.kind_of(screen_verts, faces, face_id)
+    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
+    H, W = V.image_size(FN, image_size)
+    fid = V.array(FN, "face_id", face_id, kind, sv)
+    dt = A.dtype_name(fid)
+    if not dt.startswith("int"):
+        raise TypeError(f"{FN}: face_id must be an integer array (int32 or int64), got {dt}")
+    if fid.ndim == 2:
+        fid = fid[None]
+    if fid.ndim != 3 or tuple(fid.shape[1:]) != (H, W):
+        raise ValueError(f"{FN}: face_id must have shape (B, {H}, {W}) or ({H}, {W}) to match image_size, "
+                         f"got {tuple(fid.shape)}")
+    n = fid.numel() if A.is_torch(fid) else fid.size
+    if n and (int(fid.min()) < -1 or int(fid.max()) >= faces.shape[0]):
+        raise ValueError(f"{FN}: face_id values must be -1 (background) or in [0, {faces.shape[0] - 1}], "
+                         f"got [{int(fid.min())}, {int(fid.max())}]")
+    if A.is_torch(fid) and A.is_torch(sv) and fid.device != sv.device:
+        raise ValueError(f"{FN}: face_id is on {fid.device} but screen_verts is on {sv.device}")
+    fid = A.astype(fid, "int32")
+    sigmainv = V.positive(FN, "sigmainv", sigmainv)
+    box_len = V.number(FN, "box_len", box_len, lo=0.0, hi=1e6)
+    near = V.number(FN, "near", near, lo=0.0)
+    tile = tile_size_arg(FN, tile_size)
+    B = V.batch(FN, {"screen_verts": sv.shape[0], "face_id": fid.shape[0]})
+    return Prepared(inputs=[sv, faces, fid], sources=["screen_verts", None, None],
+                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile))
+
+
+def _kd_margin(p):
+    s = 2.0 / min(p["H"], p["W"])  # one pixel in NDC units
+    return p["sigmainv"] * s * s, p["box_len"] / s
+
+
+def forward(inputs, params):
+    from taichirast.kernels import dibr, real_type, soft
+
+    ensure_init()
+    sv, faces, fid = inputs
+    B, H, W = params["B"], params["H"], params["W"]
+    F = faces.shape[0]
+    alpha = A.empty(sv, (B, H, W))
+    aux = A.empty(sv, (B, H, W, 3))
+    if F == 0:
+        alpha[...] = A.astype(fid >= 0, A.dtype_name(sv))
+        return (alpha,), (sv, faces, fid, A.zeros(sv, (1, 1, soft.K)), aux)
+    K = dibr.build(real_type(A.dtype_name(sv)))
+    kd, margin = _kd_margin(params)
+    fs = A.empty(sv, (B, F, soft.K))
+    bbox = A.empty(sv, (B, F, 4))
+    K.setup(sv, faces, fs, bbox, params["near"], margin, 0)
+    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"])
+    K.forward(fs, fid, offsets, tile_faces, alpha, aux, params["tile"], kd)
+    return (alpha,), (sv, faces, fid, fs, aux)
+
+
+def backward(saved, params, grads, needs):
+    from taichirast.kernels import dibr, real_type
+
+    sv, faces, fid, fs, aux = (A.detach(x) for x in saved)
+    (g,) = grads
+    if g is None or not needs[0]:
+        return [None, None, None]
+    gsv = A.zeros(sv, sv.shape)
+    F = faces.shape[0]
+    if F > 0:
+        K = dibr.build(real_type(A.dtype_name(sv)))
+        kd, _ = _kd_margin(params)
+        gface = A.empty(sv, (params["B"], F, 9))
+        K.backward(fs, fid, g, aux, gface, kd)
+        K.scatter_verts(faces, gface, gsv)
+    return [gsv, None, None]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=("screen_verts",))
