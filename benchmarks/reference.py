@@ -16,8 +16,12 @@ def _seg_dist2(p, a, b):
 
 
 def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, gamma=1e-4, eps=1e-10,
-                         near=0.01, far=100.0):
-    """sv (B, V, 3), faces (F, 3) long, colors (B, V, C) per vertex -> RGBA (B, H, W, C + 1)."""
+                         near=0.01, far=100.0, cull_eps=1e-4):
+    """sv (B, V, 3), faces (F, 3) long, colors (B, V, C) per vertex -> RGBA (B, H, W, C + 1).
+
+    Faces with a vertex at z <= near or zero screen area are dropped, and a face contributes to a
+    pixel only where D >= cull_eps, the same rules as taichirast (and PyTorch3D's blur radius).
+    """
     H, W = image_size
     s = 2.0 / min(H, W)
     B = sv.shape[0]
@@ -31,6 +35,8 @@ def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, 
 
     E = torch.stack([edge(s1, s2), edge(s2, s0), edge(s0, s1)], -1)  # (B, P, F, 3)
     A = E.sum(-1, keepdim=True)
+    face_ok = ((tri[..., 2] > near).all(-1)[:, None, :] & (A[..., 0] != 0))  # (B, P, F)
+    A = torch.where(face_ok[..., None], A, torch.ones_like(A))
     a = E / A
     inside = (a >= 0).all(-1)
     d01, t01 = _seg_dist2(p, s0, s1)
@@ -41,6 +47,7 @@ def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, 
     x = torch.where(inside, 1.0, -1.0) * dmin * s * s / sigma
     D = torch.sigmoid(x)
     z = tri[:, None, :, :, 2]  # (B, 1, F, 3)
+    z = torch.where(face_ok[..., None], z, torch.ones_like(z))
     zero = torch.zeros_like(t01)
     nearest = torch.stack([
         torch.stack([1 - t01, t01, zero], -1),
@@ -54,7 +61,7 @@ def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, 
     cf = colors[:, faces.long()]  # (B, F, 3, C)
     c = torch.einsum("bpfk,bfkc->bpfc", b, cf)
     zn = (far - zp) / (far - near)
-    valid = (tri[..., 2] > near).all(-1)[:, None, :] & (A[..., 0] != 0)
+    valid = face_ok & (D >= cull_eps)
     D = torch.where(valid, D, torch.zeros_like(D))
     alpha = 1 - torch.prod(1 - D, dim=-1)
     logits = torch.where(valid, zn / gamma, torch.full_like(zn, -float("inf")))

@@ -184,6 +184,48 @@ def bench_reference(device, repeat):
             "max_abs_diff": max_diff}
 
 
+MEMORY_SCRIPT = r"""
+import json, os, resource, sys, time
+import numpy as np
+import taichirast as tr
+from taichirast import io as trio, np as trnp
+v, f = trio.load_mesh(sys.argv[1]) if sys.argv[1] != "icosphere4" else tr.meshes.icosphere(4)
+v = trio.normalize_mesh(v)
+size, sigma = int(sys.argv[2]), float(sys.argv[3])
+R, t = trnp.look_at([0.4, 0.3, 2.6])
+K = trnp.fov_intrinsics(45.0, (size, size))
+sv = trnp.project(v, R.astype(np.float32), t.astype(np.float32), K.astype(np.float32))
+cols = ((v - v.min(0)) / (v.max(0) - v.min(0))).astype(np.float32)
+g = np.random.default_rng(0).random((1, size, size, 4)).astype(np.float32)
+def fb():
+    out, pb = trnp.vjp(trnp.soft_rasterize, sv, f, cols, (size, size), sigma=sigma, near=0.1, far=10.0)
+    return pb(g)
+small = trnp.soft_rasterize(sv[:, :0], f[:0], cols[:0], (8, 8))  # start Taichi, compile nothing big
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+fb()
+t0 = time.perf_counter(); fb(); ms = (time.perf_counter() - t0) * 1000
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"baseline_mb": base, "peak_mb": peak, "ms": ms, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def bench_memory_numpy(name, size, sigma):
+    """soft_rasterize fwd+bwd peak RSS in a fresh process using the NumPy bridge (torch never imported)."""
+    import subprocess
+
+    mesh = "icosphere4" if name == "icosphere4" else os.path.join(SHARED, "bunny.obj")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                         env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, mesh, str(size), str(sigma)], capture_output=True,
+                       text=True, env=env, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory case failed: {r.stderr[-2000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out.update({"scene": name, "size": size, "sigma": sigma})
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="taichirast benchmark")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -210,6 +252,12 @@ def main(argv=None):
         for size in args.sizes:
             rows += bench_case(name, size, args.device, args.repeat, args.sigma)
     ref = bench_reference(args.device, args.repeat)
+    mem_rows = []
+    if args.device == "cpu":
+        for name in scenes:
+            mem_rows.append(bench_memory_numpy(name, max(args.sizes), args.sigma))
+            print(f"  {name} {max(args.sizes)}^2 soft fwd+bwd (NumPy bridge, fresh process): peak RSS "
+                  f"{mem_rows[-1]['peak_mb']:.0f} MB", flush=True)
 
     print()
     mem_col = "GPU peak MB" if args.device == "cuda" else "peak RSS MB (+rise)"
@@ -225,9 +273,16 @@ def main(argv=None):
     print(f"| dense pure-PyTorch SoftRas | {ref['dense_torch_ms']:.1f} |")
     print(f"| ratio (dense / ours) | {ref['speedup']:.1f}x |")
     print(f"(forward max |difference| {ref['max_abs_diff']:.2e}; dense peak RSS {ref['dense_peak_rss_mb']:.0f} MB)")
+    if mem_rows:
+        print()
+        print("| soft_rasterize fwd+bwd, NumPy bridge, fresh process (no torch) | size | ms | baseline RSS MB | peak RSS MB |")
+        print("|---|---:|---:|---:|---:|")
+        for m in mem_rows:
+            print(f"| {m['scene']} | {m['size']}² | {m['ms']:.0f} | {m['baseline_mb']:.0f} | {m['peak_mb']:.0f} |")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump({"info": info, "device": args.device, "rows": rows, "reference": ref}, fh, indent=2)
+        json.dump({"info": info, "device": args.device, "rows": rows, "reference": ref, "memory_numpy": mem_rows},
+                  fh, indent=2)
     print(f"wrote {args.out}")
     return rows, ref
 

@@ -21,7 +21,43 @@ from __future__ import annotations
 
 from .fragments import Fragments
 
-__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "vjp"]
+import numpy as _np
+
+__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "look_at", "fov_intrinsics",
+           "vjp"]
+
+
+def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)):
+    """World-to-camera ``(R (3, 3), t (3,))`` float64 for a camera at ``eye`` looking at ``at``.
+
+    OpenCV axes (camera looks down +Z, x right, y down, image up = ``up``), the same as
+    :meth:`taichirast.PerspectiveCamera.look_at`. Raises ``ValueError`` if ``eye == at`` or ``up``
+    is parallel to the viewing direction.
+    """
+    eye, at, up = (_np.asarray(x, dtype=_np.float64).reshape(3) for x in (eye, at, up))
+    z = at - eye
+    if _np.linalg.norm(z) == 0:
+        raise ValueError("look_at: eye and at coincide")
+    z = z / _np.linalg.norm(z)
+    x = _np.cross(z, up)
+    if _np.linalg.norm(x) <= 1e-12:
+        raise ValueError("look_at: up is parallel to the viewing direction")
+    x = x / _np.linalg.norm(x)
+    y = _np.cross(z, x)
+    R = _np.stack([x, y, z])
+    return R, -R @ eye
+
+
+def fov_intrinsics(fov_y, image_size):
+    """``(4,)`` float64 intrinsics ``fx, fy, cx, cy`` for a vertical field of view in degrees, square
+    pixels and the principal point at the image centre (as :meth:`PerspectiveCamera.from_fov`)."""
+    from . import _validate as V
+
+    H, W = V.image_size("fov_intrinsics", image_size)
+    if not 0 < float(fov_y) < 180:
+        raise ValueError(f"fov_intrinsics: fov_y must be in (0, 180) degrees, got {fov_y}")
+    f = (H / 2.0) / _np.tan(_np.radians(float(fov_y)) / 2.0)
+    return _np.array([f, f, W / 2.0, H / 2.0])
 
 
 def _prim(name):

@@ -92,7 +92,7 @@ def interpolate(attrs, faces, fragments):
 
 
 def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sigma=1e-4, gamma=1e-4, eps=1e-10,
-                   near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=8):
+                   near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=16):
     """Soft rasterization and aggregation (SoftRas, Liu et al. 2019), O(1) memory per pixel.
 
     Each face j covers pixel p with probability ``D_j = sigmoid(±d_j^2 / sigma)`` (+ inside,
@@ -127,7 +127,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
 
 
 def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0, box_len=0.02, near=0.01,
-                    tile_size=8):
+                    tile_size=16):
     """DIB-R soft silhouette (Chen et al. 2019): alpha with gradients from pixels outside the mesh.
 
     Covered pixels (``fragments.face_id >= 0``) get alpha 1; every other pixel gets

@@ -45,7 +45,7 @@ def _background(background, C, like):
 
 
 def render(verts, faces, camera, colors=None, mode="soft", background=None, per_face=False, sigma=1e-4, gamma=1e-4,
-           eps=1e-10, sigmainv=7000.0, box_len=0.02, cull_backfaces=False, return_fragments=False, tile_size=8):
+           eps=1e-10, sigmainv=7000.0, box_len=0.02, cull_backfaces=False, return_fragments=False, tile_size=None):
     """Render a triangle mesh to RGBA.
 
     Args:
@@ -63,12 +63,14 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
         cull_backfaces: drop back faces (hard and DIB-R foreground).
         return_fragments: also return the hard :class:`~taichirast.Fragments` (computed for soft
             mode too).
+        tile_size: binning tile size passed to every primitive (default: each one's own).
 
     Returns:
         ``rgba (B, H, W, C + 1)``, or ``(rgba, fragments)`` with ``return_fragments=True``.
     """
     if mode not in MODES:
         raise ValueError(f"render: mode must be one of {MODES}, got {mode!r}")
+    tile = {} if tile_size is None else {"tile_size": tile_size}
     if not torch.is_tensor(verts):
         verts = torch.as_tensor(verts, dtype=camera.dtype, device=camera.device)
     if not torch.is_tensor(faces):
@@ -84,7 +86,7 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     frags = None
     if mode != "soft" or return_fragments:
         frags = ops.rasterize(sv, faces, (H, W), perspective_correct=persp, cull_backfaces=cull_backfaces,
-                              near=camera.near, tile_size=tile_size)
+                              near=camera.near, **tile)
         # Far clipping: the nearest surface beyond `far` means nothing is visible there.
         far_cut = frags.face_id >= 0
         if bool((frags.depth[far_cut] > camera.far).any()):
@@ -93,7 +95,7 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
                               frags.bary * keep[..., None], torch.where(keep, frags.depth, torch.full_like(frags.depth, float("inf"))))
     if mode == "soft":
         rgba = ops.soft_rasterize(sv, faces, cols, (H, W), background=bg, sigma=sigma, gamma=gamma, eps=eps,
-                                  near=camera.near, far=camera.far, per_face=per_face, tile_size=tile_size)
+                                  near=camera.near, far=camera.far, per_face=per_face, **tile)
     else:
         if per_face:
             # Per-face colours through interpolation: each face's three corners carry its colour.
@@ -109,7 +111,7 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
             alpha = cover
         else:
             alpha = ops.dibr_silhouette(sv, faces, frags, (H, W), sigmainv=sigmainv, box_len=box_len,
-                                        near=camera.near, tile_size=tile_size)[..., None]
+                                        near=camera.near, **tile)[..., None]
         rgba = torch.cat([rgb, alpha], dim=-1)
     return (rgba, frags) if return_fragments else rgba
 

@@ -47,8 +47,9 @@ def requested_arch() -> str:
 def ensure_init() -> str:
     """Start Taichi once (thread-safe) and return the arch name in use (``'cpu'``, ``'cuda'``, ...).
 
-    Calling it again is free. If Taichi was already initialised by someone else (``ti.init``
-    called by user code), that runtime is reused as it is.
+    Calling it again is free. taichirast owns ``ti.init``: choose the backend with
+    ``TAICHIRAST_ARCH`` rather than calling ``ti.init`` yourself (a later ``ti.init`` resets the
+    Taichi runtime under taichirast's compiled kernels, which then recompile on next use).
     """
     if _state["arch"] is not None:
         return _state["arch"]

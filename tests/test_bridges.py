@@ -68,3 +68,18 @@ def test_vjp_errors():
         pb(np.zeros((1, 2, 3, 4)))
     with pytest.raises(TypeError, match="torch"):
         trnp.soft_rasterize(torch.from_numpy(sv), f, cols, (13, 11))
+
+
+def test_numpy_camera_helpers_match_torch_camera():
+    eye = [0.4, -0.3, 2.5]
+    cam = tr.PerspectiveCamera.look_at(torch.tensor(eye, dtype=torch.float64), at=[0.1, 0.0, 0.0], fov_y=50.0,
+                                       image_size=(30, 40))
+    R, t = trnp.look_at(eye, at=[0.1, 0.0, 0.0])
+    K = trnp.fov_intrinsics(50.0, (30, 40))
+    np.testing.assert_allclose(R, cam.R[0].numpy(), atol=1e-12)
+    np.testing.assert_allclose(t, cam.t[0].numpy(), atol=1e-12)
+    np.testing.assert_allclose(K, cam.intrinsics()[0].numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="parallel"):
+        trnp.look_at([0, 2.0, 0], up=[0, 1, 0])
+    with pytest.raises(ValueError, match="fov_y"):
+        trnp.fov_intrinsics(0.0, (8, 8))
