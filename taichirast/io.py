@@ -96,3 +96,51 @@ def save_gif(path, frames, fps: int = 15):
         os.makedirs(d, exist_ok=True)
     imageio.mimsave(path, frames, duration=1.0 / fps, loop=0)
     return path
+
+
+SAVE_MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".off")
+
+
+def save_mesh(path, verts, faces):
+    """Write a triangle mesh ``verts (V, 3)``, ``faces (F, 3)`` (NumPy or torch) with trimesh.
+
+    Formats by extension: OBJ, PLY, STL, GLB, OFF. Vertices are written as given (no merging or
+    reordering; STL stores per-triangle corners, so it round-trips triangles, not indices).
+    Parent folders are created. Returns ``path``.
+
+    Raises:
+        ValueError: bad ``verts``/``faces`` shapes, face indices out of range, non-finite
+            vertices, an unsupported extension, or a failed write; the message names the file.
+    """
+    import trimesh
+
+    path = os.fspath(path)
+    to_np = lambda a: a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)  # noqa: E731
+    v = to_np(verts).astype(np.float64)
+    f = to_np(faces)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in SAVE_MESH_EXTENSIONS:
+        raise ValueError(f"save_mesh: {path}: unsupported extension {ext!r} (supported: {', '.join(SAVE_MESH_EXTENSIONS)})")
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"save_mesh: {path}: verts must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"save_mesh: {path}: faces must be an integer array of shape (F, 3), got {f.shape} {f.dtype}")
+    if f.size and (f.min() < 0 or f.max() >= v.shape[0]):
+        raise ValueError(f"save_mesh: {path}: face indices out of range [0, {v.shape[0]})")
+    if not np.isfinite(v).all():
+        raise ValueError(f"save_mesh: {path}: verts contain NaN or infinity")
+    mesh = trimesh.Trimesh(vertices=v, faces=f.astype(np.int64), process=False)
+    d = os.path.dirname(path)
+    try:
+        if d:
+            os.makedirs(d, exist_ok=True)
+        if ext == ".obj":  # no normals/uvs, so indices come back unchanged
+            data = trimesh.exchange.obj.export_obj(mesh, include_normals=False, include_color=False,
+                                                   include_texture=False)
+            with open(path, "w") as fh:
+                fh.write(data)
+        else:
+            mesh.export(path)
+    except Exception as e:
+        raise ValueError(f"save_mesh: {path}: could not write {ext[1:].upper()} file: {type(e).__name__}: {e}") from e
+    return path

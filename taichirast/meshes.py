@@ -86,3 +86,108 @@ def plane(size: float = 2.0, segments: int = 1):
     b, c, d = a + 1, a + n + 1, a + n
     f = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)], axis=0)
     return _out(v, f)
+
+
+def _ring_quads(r0, r1, n):
+    """Two triangles per quad between index rings ``r0`` and ``r1`` (each ``(n,)``, wrapping)."""
+    j = np.arange(n)
+    a, b = r0[j], r0[(j + 1) % n]
+    c, d = r1[(j + 1) % n], r1[j]
+    return np.concatenate([np.stack([a, d, c], 1), np.stack([a, c, b], 1)], axis=0)
+
+
+def _fan(center, ring, n, up: bool):
+    """Triangle fan from ``center`` to the wrapping index ``ring``; ``up`` picks the winding for a
+    fan whose outward side faces +z (rings are counter-clockwise seen from +z)."""
+    j = np.arange(n)
+    c = np.full(n, center)
+    a, b = ring[j], ring[(j + 1) % n]
+    return np.stack([c, a, b], 1) if up else np.stack([c, b, a], 1)
+
+
+def uv_sphere(n_lat: int = 16, n_lon: int = 32, radius: float = 1.0):
+    """Latitude/longitude sphere around the z axis, one vertex per pole (closed, manifold).
+
+    ``n_lat >= 2`` latitude bands and ``n_lon >= 3`` longitude segments:
+    ``V = (n_lat - 1) * n_lon + 2``, ``F = 2 * (n_lat - 1) * n_lon``.
+    """
+    n_lat, n_lon = int(n_lat), int(n_lon)
+    if n_lat < 2:
+        raise ValueError(f"uv_sphere: n_lat must be >= 2, got {n_lat}")
+    if n_lon < 3:
+        raise ValueError(f"uv_sphere: n_lon must be >= 3, got {n_lon}")
+    theta = np.pi * np.arange(1, n_lat) / n_lat
+    phi = 2.0 * np.pi * np.arange(n_lon) / n_lon
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    ring = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1).reshape(-1, 3)
+    v = np.concatenate([[[0.0, 0.0, 1.0]], ring, [[0.0, 0.0, -1.0]]], axis=0) * radius
+    north, south = 0, v.shape[0] - 1
+    rings = [1 + i * n_lon + np.arange(n_lon) for i in range(n_lat - 1)]
+    f = [_fan(north, rings[0], n_lon, up=True)]
+    f += [_ring_quads(rings[i], rings[i + 1], n_lon) for i in range(n_lat - 2)]
+    f.append(_fan(south, rings[-1], n_lon, up=False))
+    return _out(v, np.concatenate(f, axis=0))
+
+
+def cylinder(n: int = 32, height: float = 2.0, radius: float = 1.0, capped: bool = True):
+    """Cylinder along z from ``-height/2`` to ``height/2`` with an ``n``-gon cross-section.
+
+    ``capped=True`` (default) closes both ends with triangle fans around a centre vertex:
+    closed manifold, ``V = 2n + 2``, ``F = 4n``. ``capped=False`` is an open tube (``V = 2n``,
+    ``F = 2n``; not closed).
+    """
+    n = int(n)
+    if n < 3:
+        raise ValueError(f"cylinder: n must be >= 3, got {n}")
+    phi = 2.0 * np.pi * np.arange(n) / n
+    circle = np.stack([radius * np.cos(phi), radius * np.sin(phi)], 1)
+    h = height / 2.0
+    v = [np.concatenate([circle, np.full((n, 1), h)], 1), np.concatenate([circle, np.full((n, 1), -h)], 1)]
+    top, bot = np.arange(n), n + np.arange(n)
+    f = [_ring_quads(top, bot, n)]
+    if capped:
+        v.append([[0.0, 0.0, h], [0.0, 0.0, -h]])
+        f += [_fan(2 * n, top, n, up=True), _fan(2 * n + 1, bot, n, up=False)]
+    return _out(np.concatenate(v, axis=0), np.concatenate(f, axis=0))
+
+
+def cone(n: int = 32, height: float = 2.0, radius: float = 1.0):
+    """Closed cone along z: base ``n``-gon at ``z = -height/2``, apex at ``z = height/2``.
+
+    ``V = n + 2``, ``F = 2n`` (side fan to the apex, base fan around a centre vertex).
+    """
+    n = int(n)
+    if n < 3:
+        raise ValueError(f"cone: n must be >= 3, got {n}")
+    phi = 2.0 * np.pi * np.arange(n) / n
+    h = height / 2.0
+    base = np.stack([radius * np.cos(phi), radius * np.sin(phi), np.full(n, -h)], 1)
+    v = np.concatenate([base, [[0.0, 0.0, h], [0.0, 0.0, -h]]], axis=0)
+    ring = np.arange(n)
+    f = np.concatenate([_fan(n, ring, n, up=True), _fan(n + 1, ring, n, up=False)], axis=0)
+    return _out(v, f)
+
+
+def torus(R: float = 1.0, r: float = 0.25, n_major: int = 32, n_minor: int = 16):
+    """Torus around the z axis: tube radius ``r`` at distance ``R`` (``R > r > 0``) from the axis.
+
+    ``V = n_major * n_minor``, ``F = 2 * n_major * n_minor``; closed manifold of genus 1.
+    """
+    n_major, n_minor = int(n_major), int(n_minor)
+    if n_major < 3 or n_minor < 3:
+        raise ValueError(f"torus: n_major and n_minor must be >= 3, got {n_major}, {n_minor}")
+    if not (R > r > 0):
+        raise ValueError(f"torus: need R > r > 0, got R={R}, r={r}")
+    u = 2.0 * np.pi * np.arange(n_major) / n_major
+    w = 2.0 * np.pi * np.arange(n_minor) / n_minor
+    uu, ww = np.meshgrid(u, w, indexing="ij")
+    rho = R + r * np.cos(ww)
+    v = np.stack([rho * np.cos(uu), rho * np.sin(uu), r * np.sin(ww)], -1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(n_major), np.arange(n_minor), indexing="ij")
+    a = i * n_minor + j
+    b = ((i + 1) % n_major) * n_minor + j
+    c = ((i + 1) % n_major) * n_minor + (j + 1) % n_minor
+    d = i * n_minor + (j + 1) % n_minor
+    a, b, c, d = a.ravel(), b.ravel(), c.ravel(), d.ravel()
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)], axis=0)
+    return _out(v, f)

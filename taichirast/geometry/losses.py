@@ -5,14 +5,13 @@ import torch
 
 
 def mesh_edges(faces):
-    """Unique undirected edges of a triangle mesh: ``faces (F, 3)`` -> ``(E, 2)`` int64, ``i < j``, sorted."""
-    faces = torch.as_tensor(faces)
-    if faces.dim() != 2 or faces.shape[1] != 3:
-        raise ValueError(f"mesh_edges: faces must have shape (F, 3), got {tuple(faces.shape)}")
-    f = faces.long()
-    e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)
-    e = torch.sort(e, dim=1).values
-    return torch.unique(e, dim=0)
+    """Unique undirected edges of a triangle mesh: ``faces (F, 3)`` -> ``(E, 2)`` int64, ``i < j``, sorted.
+
+    Alias of :func:`taichirast.geometry.mesh.edges` (kept for its name).
+    """
+    from .mesh import edges
+
+    return edges(torch.as_tensor(faces))
 
 
 def _check_verts(fn, verts):
