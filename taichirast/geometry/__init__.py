@@ -2,8 +2,10 @@
 
 Every public function takes torch tensors (differentiable) or NumPy arrays (NumPy out).
 Mesh utilities (normals, areas, adjacency, sampling, subdivision, cotangent Laplacian, ``Mesh``)
-live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`.
+live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`; point-cloud and point-to-mesh distances
+(chamfer on a Taichi nearest-neighbour kernel with a hand-written backward) in :mod:`.distances`.
 """
+from .distances import chamfer_distance, fscore, hausdorff_distance, knn1, point_to_mesh_distance  # noqa: F401
 from .losses import edge_length_loss, laplacian_smoothing, mesh_edges, silhouette_iou  # noqa: F401
 from .mesh import (  # noqa: F401
     Mesh, cotangent_laplacian, cotangent_laplacian_loss, edges, face_adjacency, face_areas, face_normals,
