@@ -1,10 +1,15 @@
 """Geometry: mesh utilities and losses (torch, batch-first, differentiable).
 
+Rotations and rigid transforms (axis-angle, quaternions (w, x, y, z), 12 Euler orders intrinsic
+and extrinsic, 6D, 2D, dual quaternions, slerp, random rotations) live in :mod:`.transforms`;
+slerp, B-splines, trilinear and weighted interpolation in :mod:`.interpolation`.
 Every public function takes torch tensors (differentiable) or NumPy arrays (NumPy out).
 Mesh utilities (normals, areas, adjacency, sampling, subdivision, cotangent Laplacian, ``Mesh``)
 live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`; point-cloud and point-to-mesh distances
 (chamfer on a Taichi nearest-neighbour kernel with a hand-written backward) in :mod:`.distances`.
 """
+from .interpolation import *  # noqa: F401,F403
+from .transforms import *  # noqa: F401,F403
 from .distances import chamfer_distance, fscore, hausdorff_distance, knn1, point_to_mesh_distance  # noqa: F401
 from .losses import edge_length_loss, laplacian_smoothing, mesh_edges, silhouette_iou  # noqa: F401
 from .mesh import (  # noqa: F401
