@@ -173,16 +173,47 @@ class PerspectiveCamera(_CameraBase):
         fov = torch.as_tensor(fov_y, dtype=torch.float64)
         if not bool(((fov > 0) & (fov < 180)).all()):
             raise ValueError(f"{cls.__name__}.from_fov: fov_y must be in (0, 180) degrees, got {fov_y}")
+        from .geometry.camera_models import fov_to_focal
+
         R = _tensor("R", R, (3, 3), dtype, device)
-        f = (H / 2.0) / torch.tan(torch.as_tensor(fov_y, dtype=R.dtype, device=R.device) * (math.pi / 360.0))
-        f = f.reshape(-1)
+        f = fov_to_focal(torch.as_tensor(fov_y, dtype=R.dtype, device=R.device), float(H)).reshape(-1)
         c = lambda v: torch.full_like(f, v)  # noqa: E731
         return cls(R, t, f, f.clone(), c(W / 2.0), c(H / 2.0), image_size=(H, W), near=near, far=far,
                    dtype=R.dtype, device=R.device)
 
     def fov_y(self):
         """Vertical field of view in degrees, ``(B,)``."""
-        return torch.rad2deg(2 * torch.atan(self.image_size[0] / (2 * self.fy)))
+        from .geometry.camera_models import focal_to_fov
+
+        return focal_to_fov(self.fy, float(self.image_size[0]))
+
+    def to_opengl(self):
+        """World-to-camera ``(R, t)`` in the OpenGL convention (camera looks down -Z, y up)."""
+        from .geometry.camera_models import opencv_to_opengl
+
+        return opencv_to_opengl(*self.extrinsics())
+
+    def to_pytorch3d(self):
+        """``(R, T)`` in PyTorch3D's convention (+X left, +Y up, row vectors: X_cam = X_world @ R + T)."""
+        from .geometry.camera_models import opencv_to_pytorch3d
+
+        return opencv_to_pytorch3d(*self.extrinsics())
+
+    @classmethod
+    def from_opengl(cls, R, t, fx, fy, cx, cy, image_size, **kw):
+        """Camera from an OpenGL-convention world-to-camera ``(R, t)`` (looks down -Z, y up) and pixel intrinsics."""
+        from .geometry.camera_models import opengl_to_opencv
+
+        R, t = opengl_to_opencv(torch.as_tensor(R), torch.as_tensor(t))
+        return cls(R, t, fx, fy, cx, cy, image_size, **kw)
+
+    @classmethod
+    def from_pytorch3d(cls, R, T, fx, fy, cx, cy, image_size, **kw):
+        """Camera from PyTorch3D's ``(R, T)`` (row-vector convention) and pixel intrinsics."""
+        from .geometry.camera_models import pytorch3d_to_opencv
+
+        R, t = pytorch3d_to_opencv(torch.as_tensor(R), torch.as_tensor(T))
+        return cls(R, t, fx, fy, cx, cy, image_size, **kw)
 
 
 class OrthographicCamera(_CameraBase):

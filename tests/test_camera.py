@@ -78,3 +78,16 @@ def test_bad_camera_input():
         tr.PerspectiveCamera(torch.eye(3), torch.tensor([0, 0, math.nan]), 1.0, 1.0, 0.0, 0.0, (8, 8))
     with pytest.raises(ValueError, match="batch"):
         tr.PerspectiveCamera(torch.eye(3).expand(2, 3, 3), torch.zeros(3, 3), 1.0, 1.0, 0.0, 0.0, (8, 8))
+
+
+def test_convention_round_trips_through_camera():
+    cam = tr.PerspectiveCamera.look_at(torch.tensor([0.5, 1.0, -3.0], dtype=torch.float64), image_size=(20, 30))
+    R_gl, t_gl = cam.to_opengl()
+    back = tr.PerspectiveCamera.from_opengl(R_gl, t_gl, cam.fx, cam.fy, cam.cx, cam.cy, cam.image_size)
+    assert torch.allclose(back.R, cam.R) and torch.allclose(back.t, cam.t)
+    R3, T3 = cam.to_pytorch3d()
+    back = tr.PerspectiveCamera.from_pytorch3d(R3, T3, cam.fx, cam.fy, cam.cx, cam.cy, cam.image_size)
+    assert torch.allclose(back.R, cam.R) and torch.allclose(back.t, cam.t)
+    # a point in front of the camera has negative z in OpenGL camera space
+    X = torch.tensor([0.1, 0.2, 0.0], dtype=torch.float64)
+    assert (R_gl[0] @ X + t_gl[0])[2].item() < 0

@@ -3,11 +3,15 @@
 Rotations and rigid transforms (axis-angle, quaternions (w, x, y, z), 12 Euler orders intrinsic
 and extrinsic, 6D, 2D, dual quaternions, slerp, random rotations) live in :mod:`.transforms`;
 slerp, B-splines, trilinear and weighted interpolation in :mod:`.interpolation`.
+Camera models (pinhole with skew, orthographic, rays, fov/focal, quadratic and Brown-Conrady
+distortion, OpenCV <-> OpenGL / PyTorch3D conventions) live in :mod:`.camera_models`; the camera
+classes of :mod:`taichirast.camera` build on them.
 Every public function takes torch tensors (differentiable) or NumPy arrays (NumPy out).
 Mesh utilities (normals, areas, adjacency, sampling, subdivision, cotangent Laplacian, ``Mesh``)
 live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`; point-cloud and point-to-mesh distances
 (chamfer on a Taichi nearest-neighbour kernel with a hand-written backward) in :mod:`.distances`.
 """
+from .camera_models import *  # noqa: F401,F403
 from .interpolation import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
 from .distances import chamfer_distance, fscore, hausdorff_distance, knn1, point_to_mesh_distance  # noqa: F401
