@@ -6,6 +6,8 @@ slerp, B-splines, trilinear and weighted interpolation in :mod:`.interpolation`.
 Camera models (pinhole with skew, orthographic, rays, fov/focal, quadratic and Brown-Conrady
 distortion, OpenCV <-> OpenGL / PyTorch3D conventions) live in :mod:`.camera_models`; the camera
 classes of :mod:`taichirast.camera` build on them.
+Deformation energies (as-conformal-as-possible, as-rigid-as-possible, an ARAP solver) live in
+:mod:`.deformation`.
 Every public function takes torch tensors (differentiable) or NumPy arrays (NumPy out).
 Mesh utilities (normals, areas, adjacency, sampling, subdivision, cotangent Laplacian, ``Mesh``)
 live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`; point-cloud and point-to-mesh distances
@@ -14,6 +16,7 @@ live in :mod:`.mesh`; regularisers and silhouette metrics in :mod:`.losses`; poi
 from .camera_models import *  # noqa: F401,F403
 from .interpolation import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
+from .deformation import acap_energy, arap_energy, arap_solve, arap_weights  # noqa: F401
 from .distances import chamfer_distance, fscore, hausdorff_distance, knn1, point_to_mesh_distance  # noqa: F401
 from .losses import edge_length_loss, laplacian_smoothing, mesh_edges, silhouette_iou  # noqa: F401
 from .mesh import (  # noqa: F401
