@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -25,42 +26,25 @@ import taichirast as tr
 from taichirast import io as trio
 from taichirast import meshes
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+
 
 def builtin_object(level=2):
     """A rounded box with a cone on top, off-centre: asymmetric and low-poly."""
-    v, f = meshes.icosphere(level)
-    v = v.astype(np.float64)
-    v = v / (np.abs(v) ** 4).sum(1, keepdims=True) ** 0.25
-    v = v * np.array([0.9, 0.5, 0.6])
+    box = superellipsoid(level, power=4.0, scale=(0.9, 0.5, 0.6))
     cv, cf = meshes.cone(n=12, height=0.8, radius=0.3)
     cv = cv.astype(np.float64)
     cv = cv[:, [0, 2, 1]] * np.array([1.0, 1.0, -1.0])  # z-up cone -> y-up (a proper rotation)
     cv = cv + np.array([0.35, 0.8, 0.1])
-    verts = np.concatenate([v, cv], 0)
-    faces = np.concatenate([f, cf + v.shape[0]], 0)
-    verts = verts - (verts.min(0) + verts.max(0)) / 2
-    return verts.astype(np.float32), faces.astype(np.int32)
-
-
-def vertex_colors(verts):
-    lo, hi = verts.min(0).values, verts.max(0).values
-    return 0.15 + 0.85 * (verts - lo) / (hi - lo).clamp_min(1e-6)
+    return attach(box, (cv, cf))
 
 
 def poses(n_views, distance=3.0):
     """Known world-to-camera poses ``R (N, 3, 3)``, ``t (N, 3)`` on a ring around the object."""
-    eyes = []
-    for i in range(n_views):
-        az = 2 * math.pi * i / n_views + math.radians(30)
-        el = math.radians(25.0 if i % 2 == 0 else -15.0)
-        eyes.append([distance * math.cos(el) * math.sin(az), distance * math.sin(el), distance * math.cos(el) * math.cos(az)])
-    cam = tr.PerspectiveCamera.look_at(torch.tensor(eyes), image_size=(8, 8))
+    eyes = ring_eyes(n_views, distance, az_offset_deg=30.0, el_up_deg=25.0, el_down_deg=-15.0)
+    cam = tr.PerspectiveCamera.look_at(eyes, image_size=(8, 8))
     return cam.R, cam.t
-
-
-def strip(rgba, n=4):
-    rgb = rgba[..., :3] + (1 - rgba[..., 3:]) * 0.5
-    return torch.cat(list(rgb[:n]), dim=1)
 
 
 def main(argv=None):
@@ -85,8 +69,7 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
 
     if args.mesh:
-        v, f = trio.load_mesh(args.mesh)
-        v = trio.normalize_mesh(v, radius=1.0)
+        v, f = load_normalized(args.mesh)
     else:
         v, f = builtin_object()
     verts, faces = torch.from_numpy(v), torch.from_numpy(f)
@@ -150,7 +133,7 @@ def main(argv=None):
             fe, pe = errors(k)
             it.set_postfix(loss=f"{loss.item():.5f}", focal_err=f"{100 * fe:.2f}%", pp_err=f"{pe:.2f}px")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([strip(img.detach()), strip(target)], dim=0))
+            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
     elapsed = time.time() - t_start
 
     k = current().detach()
@@ -158,9 +141,9 @@ def main(argv=None):
         after = render(k, args.sigma_end)
     focal_err, pp_err = errors(k)
     os.makedirs(args.out, exist_ok=True)
-    trio.save_image(os.path.join(args.out, "target.png"), strip(target))
-    trio.save_image(os.path.join(args.out, "before.png"), strip(before))
-    trio.save_image(os.path.join(args.out, "after.png"), strip(after))
+    trio.save_image(os.path.join(args.out, "target.png"), rgba_strip(target))
+    trio.save_image(os.path.join(args.out, "before.png"), rgba_strip(before))
+    trio.save_image(os.path.join(args.out, "after.png"), rgba_strip(after))
     trio.save_gif(os.path.join(args.out, "optimization.gif"), frames, fps=10)
     fmt = lambda x: ", ".join(f"{v:.2f}" for v in x.tolist())  # noqa: E731
     print(f"steps: {args.steps}  time: {elapsed:.1f} s ({1000 * elapsed / max(args.steps, 1):.0f} ms/step, "

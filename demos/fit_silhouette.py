@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -23,13 +24,13 @@ from taichirast import io as trio
 from taichirast import meshes
 from taichirast.geometry import edge_length_loss, laplacian_smoothing, silhouette_iou
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import load_normalized, ring_eyes, superellipsoid  # noqa: E402
+
 
 def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
     """Built-in target: a superellipsoid ('rounded box') |x|^p + |y|^p + |z|^p = 1, scaled and tilted."""
-    v, f = meshes.icosphere(level)
-    v = v.astype(np.float64)
-    v = v / (np.abs(v) ** power).sum(1, keepdims=True) ** (1.0 / power)
-    v = v * np.asarray(scale)
+    v, f = superellipsoid(level, power, scale)
     a, b = math.radians(25), math.radians(-15)
     Ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     Rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
@@ -38,12 +39,8 @@ def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
 
 def ring_cameras(n_views, size, distance=4.0, fov=40.0, dtype=torch.float32):
     """``n_views`` cameras around the object, alternating elevations, looking at the origin."""
-    eyes = []
-    for i in range(n_views):
-        az = 2 * math.pi * i / n_views
-        el = math.radians(25.0 if i % 2 == 0 else -20.0)
-        eyes.append([distance * math.cos(el) * math.sin(az), distance * math.sin(el), distance * math.cos(el) * math.cos(az)])
-    return tr.PerspectiveCamera.look_at(torch.tensor(eyes, dtype=dtype), fov_y=fov, image_size=(size, size),
+    eyes = ring_eyes(n_views, distance, el_up_deg=25.0, el_down_deg=-20.0).to(dtype)
+    return tr.PerspectiveCamera.look_at(eyes, fov_y=fov, image_size=(size, size),
                                         near=0.1, far=10.0)
 
 
@@ -74,8 +71,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
 
     if args.mesh:
-        tv, tf = trio.load_mesh(args.mesh)
-        tv = trio.normalize_mesh(tv, radius=1.0)
+        tv, tf = load_normalized(args.mesh)
     else:
         tv, tf = rounded_box()
     tv, tf = torch.from_numpy(tv), torch.from_numpy(tf)

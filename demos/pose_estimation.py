@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -26,47 +27,28 @@ from taichirast import io as trio
 from taichirast import meshes
 from taichirast.geometry import transforms as T
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+
 
 def composite_shape(level=2):
     """Built-in object: a rounded box with a cylinder 'handle' sticking out of one side, off-centre.
 
     Deliberately asymmetric (no rotation maps it onto itself), low-poly (a few hundred faces).
     """
-    v, f = meshes.icosphere(level)
-    v = v.astype(np.float64)
-    v = v / (np.abs(v) ** 4).sum(1, keepdims=True) ** 0.25  # superellipsoid |x|^4+|y|^4+|z|^4 = 1
-    v = v * np.array([0.8, 0.55, 0.45])
+    box = superellipsoid(level, power=4.0, scale=(0.8, 0.55, 0.45))
     cv, cf = meshes.cylinder(n=12, height=0.9, radius=0.18)
     cv = cv.astype(np.float64)
     # cylinder along z -> along x, attached to the +x face, raised in y and pushed forward in z
     cv = cv[:, [2, 1, 0]] * np.array([1.0, 1.0, -1.0])  # swap x/z (with a flip to keep the winding)
     cv = cv + np.array([0.95, 0.2, 0.15])
-    verts = np.concatenate([v, cv], 0)
-    faces = np.concatenate([f, cf + v.shape[0]], 0)
-    verts = verts - (verts.min(0) + verts.max(0)) / 2
-    return verts.astype(np.float32), faces.astype(np.int32)
-
-
-def vertex_colors(verts):
-    """Per-vertex colours from the object-space position (a fixed 'texture', so rotations show)."""
-    lo, hi = verts.min(0).values, verts.max(0).values
-    return 0.15 + 0.85 * (verts - lo) / (hi - lo).clamp_min(1e-6)
+    return attach(box, (cv, cf))
 
 
 def cameras(n_views, size, distance=3.5, fov=40.0):
     """``n_views`` fixed cameras on a ring around the origin (alternating elevation)."""
-    eyes = []
-    for i in range(n_views):
-        az = 2 * math.pi * i / n_views + math.radians(20)
-        el = math.radians(20.0 if i % 2 == 0 else -15.0)
-        eyes.append([distance * math.cos(el) * math.sin(az), distance * math.sin(el), distance * math.cos(el) * math.cos(az)])
-    return tr.PerspectiveCamera.look_at(torch.tensor(eyes), fov_y=fov, image_size=(size, size), near=0.1, far=10.0)
-
-
-def strip(rgba, n=4):
-    """RGBA (N, H, W, 4) -> RGB strip of the first ``n`` views on a grey background."""
-    rgb = rgba[..., :3] + (1 - rgba[..., 3:]) * 0.5
-    return torch.cat(list(rgb[:n]), dim=1)
+    eyes = ring_eyes(n_views, distance, az_offset_deg=20.0, el_up_deg=20.0, el_down_deg=-15.0)
+    return tr.PerspectiveCamera.look_at(eyes, fov_y=fov, image_size=(size, size), near=0.1, far=10.0)
 
 
 def random_axis(gen):
@@ -95,8 +77,7 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
 
     if args.mesh:
-        v, f = trio.load_mesh(args.mesh)
-        v = trio.normalize_mesh(v, radius=1.0)
+        v, f = load_normalized(args.mesh)
     else:
         v, f = composite_shape()
     verts, faces = torch.from_numpy(v), torch.from_numpy(f)
@@ -161,7 +142,7 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.5f}", rot_err=f"{rot_err_deg(R):.2f}deg")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([strip(img.detach()), strip(target)], dim=0))
+            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
     elapsed = time.time() - t_start
 
     with torch.no_grad():
@@ -170,9 +151,9 @@ def main(argv=None):
     rot_err = rot_err_deg(R)
     trans_err = (tt.detach() - t_gt).norm().item()
     os.makedirs(args.out, exist_ok=True)
-    trio.save_image(os.path.join(args.out, "target.png"), strip(target))
-    trio.save_image(os.path.join(args.out, "before.png"), strip(before))
-    trio.save_image(os.path.join(args.out, "after.png"), strip(after))
+    trio.save_image(os.path.join(args.out, "target.png"), rgba_strip(target))
+    trio.save_image(os.path.join(args.out, "before.png"), rgba_strip(before))
+    trio.save_image(os.path.join(args.out, "after.png"), rgba_strip(after))
     trio.save_gif(os.path.join(args.out, "optimization.gif"), frames, fps=10)
     print(f"steps: {args.steps}  time: {elapsed:.1f} s ({1000 * elapsed / max(args.steps, 1):.0f} ms/step, "
           f"{args.views} views of {args.size}x{args.size}, {faces.shape[0]} faces, {args.param}, "

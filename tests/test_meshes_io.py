@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 
-import taichirast as tr
 from taichirast import io as trio
 from taichirast import meshes
 

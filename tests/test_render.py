@@ -1,5 +1,4 @@
 """render / Renderer: composition equals the primitives, gradients in each mode, bad input."""
-import numpy as np
 import pytest
 import torch
 

@@ -19,7 +19,6 @@ arrays (forward only).
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 

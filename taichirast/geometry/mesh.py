@@ -303,7 +303,7 @@ def subdivide_loop(verts, faces):
     """
     v, batched = _verts("subdivide_loop", verts)
     f = _faces("subdivide_loop", faces, v.shape[1], v.device)
-    V, F = v.shape[1], f.shape[0]
+    V = v.shape[1]
     e, fe = edges(f, return_face_edges=True)
     E = e.shape[0]
     ecount = torch.bincount(fe.reshape(-1), minlength=E)

@@ -22,7 +22,6 @@ returns NumPy arrays, forward only).
 """
 from __future__ import annotations
 
-import math
 
 import torch
 

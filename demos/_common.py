@@ -1,0 +1,60 @@
+"""Helpers shared by the demos (built-in shapes, colours, camera rings, image strips).
+
+Demos import this file as a sibling module (``from _common import ...``) after putting their own
+folder on ``sys.path``, so they run as plain scripts and from the tests alike.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from taichirast import io as trio
+from taichirast import meshes
+
+
+def superellipsoid(level=2, power=4.0, scale=(1.0, 1.0, 1.0)):
+    """``|x|^p + |y|^p + |z|^p = 1`` (a 'rounded box' for p = 4) from an icosphere, scaled: float64 NumPy."""
+    v, f = meshes.icosphere(level)
+    v = v.astype(np.float64)
+    v = v / (np.abs(v) ** power).sum(1, keepdims=True) ** (1.0 / power)
+    return v * np.asarray(scale, dtype=np.float64), f
+
+
+def attach(base, part):
+    """Concatenate two (verts, faces) meshes and centre the result on its bounding box: float32 / int32."""
+    (v, f), (pv, pf) = base, part
+    verts = np.concatenate([v, pv], 0)
+    faces = np.concatenate([f, pf + v.shape[0]], 0)
+    verts = verts - (verts.min(0) + verts.max(0)) / 2
+    return verts.astype(np.float32), faces.astype(np.int32)
+
+
+def load_normalized(path):
+    """A mesh file, centred and scaled into the unit sphere."""
+    v, f = trio.load_mesh(path)
+    return trio.normalize_mesh(v, radius=1.0), f
+
+
+def vertex_colors(verts):
+    """Per-vertex colours from the object-space position (a fixed 'texture', so rotations show)."""
+    lo, hi = verts.min(0).values, verts.max(0).values
+    return 0.15 + 0.85 * (verts - lo) / (hi - lo).clamp_min(1e-6)
+
+
+def ring_eyes(n_views, distance, az_offset_deg=0.0, el_up_deg=25.0, el_down_deg=-20.0):
+    """``(n_views, 3)`` camera positions on a ring around the origin, alternating elevation."""
+    eyes = []
+    for i in range(n_views):
+        az = 2 * math.pi * i / n_views + math.radians(az_offset_deg)
+        el = math.radians(el_up_deg if i % 2 == 0 else el_down_deg)
+        eyes.append([distance * math.cos(el) * math.sin(az), distance * math.sin(el),
+                     distance * math.cos(el) * math.cos(az)])
+    return torch.tensor(eyes)
+
+
+def rgba_strip(rgba, n=4):
+    """RGBA ``(N, H, W, 4)`` -> RGB strip of the first ``n`` views on a grey background."""
+    rgb = rgba[..., :3] + (1 - rgba[..., 3:]) * 0.5
+    return torch.cat(list(rgb[:n]), dim=1)
