@@ -23,8 +23,8 @@ from .fragments import Fragments
 
 import numpy as _np
 
-__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "look_at", "fov_intrinsics",
-           "vjp"]
+__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "texture", "shade", "look_at",
+           "fov_intrinsics", "vjp"]
 
 
 def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)):
@@ -119,7 +119,27 @@ def _dibr_silhouette_vjp(screen_verts, faces, fragments, image_size, **kw):
     return _prim("dibr").numpy_vjp(screen_verts, faces, fragments.face_id, image_size, **kw)
 
 
+def texture(tex, uv, **kw):
+    """``(B, H, W, C)``; see :func:`taichirast.ops.texture` for the keywords."""
+    return _prim("texture").numpy_call(tex, uv, **kw)
+
+
+def _texture_vjp(*args, **kw):
+    return _prim("texture").numpy_vjp(*args, **kw)
+
+
+def shade(*args, **kw):
+    """``(N, 3)`` RGB; see :func:`taichirast.ops.shade` for the arguments."""
+    return _prim("shade").numpy_call(*args, **kw)
+
+
+def _shade_vjp(*args, **kw):
+    return _prim("shade").numpy_vjp(*args, **kw)
+
+
 project._vjp = _project_vjp
+texture._vjp = _texture_vjp
+shade._vjp = _shade_vjp
 rasterize._vjp = _rasterize_vjp
 interpolate._vjp = _interpolate_vjp
 soft_rasterize._vjp = _soft_rasterize_vjp

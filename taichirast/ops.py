@@ -148,3 +148,55 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
 
     return PRIM.torch_call(screen_verts, faces, fragments.face_id, image_size, sigmainv=sigmainv, box_len=box_len,
                            near=near, tile_size=tile_size)
+
+
+def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None):
+    """Sample a texture at per-pixel UVs (nearest or bilinear), differentiable in texture and UVs.
+
+    Args:
+        tex: ``(Ht, Wt, C)`` or ``(B, Ht, Wt, C)`` float texture, texel row 0 at the top (a batch
+            of 1 is shared by every image).
+        uv: ``(H, W, 2)`` or ``(B, H, W, 2)``; OBJ/OpenGL convention: u left to right, v bottom
+            to top, texel (i, j) centred at ``u = (j + .5) / Wt``, ``v = 1 - (i + .5) / Ht``.
+        filter: ``"nearest"`` or ``"bilinear"``.
+        wrap: ``"repeat"`` (bilinear blends across the seam) or ``"clamp"`` (clamp to edge).
+        face_id: optional ``(B, H, W)`` int: pixels with ``face_id < 0`` get 0 and no gradient.
+
+    Returns:
+        ``(B, H, W, C)``. Gradients to ``tex`` (scatter of the bilinear weights) and ``uv``
+        (bilinear: the blend's slope, one-sided exactly on texel-centre lines, 0 beyond a
+        clamped edge; nearest: 0).
+    """
+    from ._prims.texture import PRIM
+
+    return PRIM.torch_call(tex, uv, filter=filter, wrap=wrap, face_id=face_id)
+
+
+def shade(normals, positions, albedo, specular, shininess, camera_center, ambient=None, light_dirs=None,
+          light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None, *, model="blinn_phong",
+          attenuation_k=0.0):
+    """Shade points with Lambert / Phong / Blinn-Phong reflectance and ambient, directional, point and SH lights.
+
+    Args:
+        normals, positions, albedo, specular: ``(N, 3)`` (normals are normalised inside; a zero
+            normal gets ambient only and zero gradient). Flatten images with ``.reshape(-1, 3)``.
+        shininess: ``(N,)`` exponents >= 0.
+        camera_center: ``(3,)`` world position of the eye (view vector ``v = normalize(eye - x)``).
+        ambient: ``(3,)`` ambient light colour (adds ``albedo * ambient``).
+        light_dirs, light_colors: ``(L, 3)`` directional lights; a direction is where the light
+            travels (``l = -normalize(d)``).
+        point_positions, point_colors: ``(P, 3)`` point lights, attenuated by ``1 / (1 + k d^2)``
+            with ``k = attenuation_k``.
+        sh_coeffs: ``(9, 3)`` spherical-harmonics environment (bands 0-2, Ramamoorthi & Hanrahan
+            irradiance; adds ``albedo * E(n) / pi``).
+        model: ``"lambert"``, ``"phong"`` or ``"blinn_phong"`` (TF Graphics' conventions: diffuse
+            ``albedo c (n.l)``, specular ``specular c max(n.h, 0)^shininess`` where ``n.l > 0``).
+
+    Returns:
+        ``(N, 3)`` RGB (not clamped), differentiable w.r.t. every float input.
+    """
+    from ._prims.shade import PRIM
+
+    return PRIM.torch_call(normals, positions, albedo, specular, shininess, camera_center, ambient, light_dirs,
+                           light_colors, point_positions, point_colors, sh_coeffs, model=model,
+                           attenuation_k=attenuation_k)

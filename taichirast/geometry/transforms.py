@@ -22,6 +22,7 @@ returns NumPy arrays, forward only).
 """
 from __future__ import annotations
 
+import math  # noqa: F401  (used by the Example: doctests, which run in this module's namespace)
 
 import torch
 

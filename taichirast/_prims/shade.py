@@ -1,0 +1,161 @@
+"""``shade``: per-point Lambert / Phong / Blinn-Phong shading with ambient, directional, point and
+spherical-harmonics lights. Kernels and the full derivation in kernels/shade.py.
+
+``prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
+light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None, *,
+model="blinn_phong", attenuation_k=0.0)``
+
+Shading points are flat: ``normals, positions, albedo, specular (N, 3)``, ``shininess (N,)``
+(per point: broadcast per-mesh values before calling; images are reshaped to ``(B*H*W, 3)`` by the
+caller). ``camera_center (3,)`` is the eye position (world space, same space as ``positions``).
+
+* ``normals`` need not be unit length: they are normalised inside (the gradient goes through the
+  normalisation). A zero normal (e.g. a background pixel) shades as ambient + SH at n = 0 and gets
+  zero gradient.
+* ``ambient (3,)``: adds ``albedo * ambient`` (None = no ambient).
+* directional lights: ``light_dirs (L, 3)`` is the direction the light *travels* (from the light
+  towards the scene; normalised inside), ``light_colors (L, 3)``. Both or neither.
+* point lights: ``point_positions (P, 3)``, ``point_colors (P, 3)``, attenuated by
+  ``1 / (1 + attenuation_k * d^2)`` with ``d`` the point-to-light distance (``attenuation_k >= 0``,
+  default 0 = no falloff). Both or neither.
+* per light with ``n.l > 0``: ``albedo * color * (n.l)`` plus ``specular * color * s`` with
+  ``s = max(n.h, 0)^shininess``, ``h = normalize(l + v)`` (``model="blinn_phong"``),
+  ``s = max(r.v, 0)^shininess``, ``r = reflect(-l, n) = 2 (n.l) n - l`` (``"phong"``), or no
+  specular (``"lambert"``); ``v = normalize(camera_center - position)``. No 1/pi factors, as in
+  TF Graphics' reflectance conventions (``color`` is the light's intensity).
+* ``sh_coeffs (9, 3)``: RGB radiance of the environment in real SH bands 0-2 (order L00, L1-1, L10,
+  L11, L2-2, L2-1, L20, L21, L22; no Condon-Shortley phase, Ramamoorthi & Hanrahan 2001); adds
+  ``albedo * E(n) / pi`` with ``E`` the irradiance (a constant environment of radiance ``c`` has
+  ``E = pi c``, so a white surface returns ``c``).
+
+Output ``(N, 3)`` RGB, not clamped. Differentiable in every float input (``shininess`` included;
+the ``max(., 0)`` kinks and the ``n.l > 0`` switch get gradient 0). Light, camera and SH gradients
+are computed per point in the kernel and summed over points here with array ops.
+"""
+from __future__ import annotations
+
+from .. import _array as A
+from .. import _validate as V
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+
+FN = "shade"
+
+_NAMES = ("normals", "positions", "albedo", "specular", "shininess", "camera_center", "ambient",
+          "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs")
+
+
+def _vec3(name, x, kind, like):
+    x = V.float_array(FN, name, x, kind, like, ndims=(1,), last=3)
+    return x
+
+
+def _pair(dname, cname, d, c, kind, like):
+    if (d is None) != (c is None):
+        missing = cname if c is None else dname
+        raise ValueError(f"{FN}: {dname} and {cname} must be given together ({missing} is None)")
+    if d is None:
+        return None, None
+    d = V.float_array(FN, dname, d, kind, like, ndims=(2,), last=3)
+    c = V.float_array(FN, cname, c, kind, like, ndims=(2,), last=3)
+    if d.shape[0] != c.shape[0]:
+        raise ValueError(f"{FN}: {dname} has {d.shape[0]} lights but {cname} has {c.shape[0]}")
+    return d, c
+
+
+def prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
+            light_dirs=None, light_colors=None, point_positions=None, point_colors=None,
+            sh_coeffs=None, *, model="blinn_phong", attenuation_k=0.0):
+    from taichirast.kernels.shade import MODELS
+
+    kind = V.kind_of(normals, positions, albedo, specular, shininess, camera_center, ambient, light_dirs,
+                     light_colors, point_positions, point_colors, sh_coeffs)
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"{FN}: model must be one of {sorted(MODELS)}, got {model!r}")
+    k = V.number(FN, "attenuation_k", attenuation_k, lo=0.0)
+    normals = V.float_array(FN, "normals", normals, kind, ndims=(2,), last=3)
+    like = normals
+    N = normals.shape[0]
+    arrs = {"normals": normals}
+    for name, x in (("positions", positions), ("albedo", albedo), ("specular", specular)):
+        x = V.float_array(FN, name, x, kind, like, ndims=(2,), last=3)
+        if x.shape[0] != N:
+            raise ValueError(f"{FN}: {name} must have shape ({N}, 3) like normals, got {tuple(x.shape)}")
+        arrs[name] = x
+    shininess = V.float_array(FN, "shininess", shininess, kind, like, ndims=(1,))
+    if shininess.shape[0] != N:
+        raise ValueError(f"{FN}: shininess must have shape ({N},) like normals, got {tuple(shininess.shape)}")
+    if N and float(A.detach(shininess).min()) < 0:
+        raise ValueError(f"{FN}: shininess must be >= 0")
+    arrs["shininess"] = shininess
+    arrs["camera_center"] = _vec3("camera_center", camera_center, kind, like)
+    arrs["ambient"] = None if ambient is None else _vec3("ambient", ambient, kind, like)
+    arrs["light_dirs"], arrs["light_colors"] = _pair("light_dirs", "light_colors", light_dirs, light_colors,
+                                                     kind, like)
+    arrs["point_positions"], arrs["point_colors"] = _pair("point_positions", "point_colors", point_positions,
+                                                          point_colors, kind, like)
+    if sh_coeffs is not None:
+        sh_coeffs = V.float_array(FN, "sh_coeffs", sh_coeffs, kind, like, ndims=(2,), last=3)
+        if sh_coeffs.shape[0] != 9:
+            raise ValueError(f"{FN}: sh_coeffs must have shape (9, 3) (SH bands 0-2), got {tuple(sh_coeffs.shape)}")
+    arrs["sh_coeffs"] = sh_coeffs
+    V.same_float(FN, **arrs)
+    L = 0 if arrs["light_dirs"] is None else arrs["light_dirs"].shape[0]
+    P = 0 if arrs["point_positions"] is None else arrs["point_positions"].shape[0]
+    # Absent inputs become small zero arrays (source None: no gradient is reported for them).
+    dummies = {"ambient": (3,), "light_dirs": (1, 3), "light_colors": (1, 3), "point_positions": (1, 3),
+               "point_colors": (1, 3), "sh_coeffs": (9, 3)}
+    inputs, sources = [], []
+    for name in _NAMES:
+        x = arrs[name]
+        if x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
+                (name in ("point_positions", "point_colors") and P == 0):
+            inputs.append(A.zeros(like, dummies[name]))
+            sources.append(None)
+        else:
+            inputs.append(x)
+            sources.append(name)
+    params = {"L": L, "P": P, "k": k, "model": MODELS[model], "use_sh": int(sh_coeffs is not None)}
+    return Prepared(inputs=inputs, sources=sources, params=params)
+
+
+def _kernels(x):
+    from taichirast.kernels import real_type, shade
+
+    ensure_init()
+    return shade.build(real_type(A.dtype_name(x)))
+
+
+def forward(inputs, params):
+    fwd, _ = _kernels(inputs[0])
+    N = inputs[0].shape[0]
+    out = A.empty(inputs[0], (N, 3))
+    if N > 0:
+        fwd(*inputs, out, params["L"], params["P"], params["k"], params["model"], params["use_sh"])
+    return (out,), tuple(inputs)
+
+
+def backward(saved, params, grads, needs):
+    (g,) = grads
+    if g is None or not any(needs):
+        return [None] * len(saved)
+    _, bwd = _kernels(saved[0])
+    normals, positions, albedo = saved[0], saved[1], saved[2]
+    N = normals.shape[0]
+    L, P = params["L"], params["P"]
+    like = normals
+    gn, gx, ga, gs = (A.zeros(like, (N, 3)) for _ in range(4))
+    gsh, gcam = A.zeros(like, (N,)), A.zeros(like, (N, 3))
+    gld, glc = A.zeros(like, (N, max(L, 1), 3)), A.zeros(like, (N, max(L, 1), 3))
+    gpp, gpc = A.zeros(like, (N, max(P, 1), 3)), A.zeros(like, (N, max(P, 1), 3))
+    gsc = A.zeros(like, (N, 9, 3))
+    if N > 0:
+        bwd(*saved, g, gn, gx, ga, gs, gsh, gcam, gld, glc, gpp, gpc, gsc, L, P, params["k"], params["model"],
+            params["use_sh"])
+    out = [gn, gx, ga, gs, gsh, A.sum_axes(gcam, (0,)), A.sum_axes(g * albedo, (0,)),
+           A.sum_axes(gld, (0,)), A.sum_axes(glc, (0,)), A.sum_axes(gpp, (0,)), A.sum_axes(gpc, (0,)),
+           A.sum_axes(gsc, (0,))]
+    return [o if n else None for o, n in zip(out, needs)]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=_NAMES)
