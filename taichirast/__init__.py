@@ -16,11 +16,11 @@ _LAZY = {
     "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
     "dibr_silhouette": "ops", "texture": "ops", "shade": "ops", "Fragments": "fragments",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
-    "render": "render", "Renderer": "render",
+    "render": "render", "Renderer": "render", "Lights": "lights", "Material": "lights",
 }
 # (`taichirast.render` is the function; its module is reached as `taichirast.render_module`
 # or `import taichirast.render`.)
-_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments")
+_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments", "lights")
 
 
 def __getattr__(name):

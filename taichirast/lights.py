@@ -1,0 +1,101 @@
+"""Lights and materials: plain containers of (learnable) torch tensors, no kernels (DESIGN §1).
+
+Conventions (see :func:`taichirast.shade`): a directional light's ``direction`` is where the
+light travels (a light shining down has direction ``(0, -1, 0)`` in a y-up world); point lights
+fall off as ``1 / (1 + attenuation d^2)``; ``sh`` holds 9 RGB spherical-harmonics coefficients
+(bands 0-2, real SH ordered L00, L1-1, L10, L11, L2-2, L2-1, L20, L21, L22). Every tensor may
+require grad; :meth:`parameters` lists them for an optimiser.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+
+MODELS = ("lambert", "phong", "blinn_phong")
+
+
+def _t(name, x, shape):
+    if x is None:
+        return None
+    x = x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float32)
+    if not x.is_floating_point():
+        x = x.float()
+    if shape == "L3":
+        if x.dim() == 1:
+            x = x[None]
+        if x.dim() != 2 or x.shape[1] != 3:
+            raise ValueError(f"Lights: {name} must have shape (L, 3) or (3,), got {tuple(x.shape)}")
+    elif tuple(x.shape) != tuple(shape):
+        raise ValueError(f"Lights: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x.detach()).all()):
+        raise ValueError(f"Lights: {name} contains NaN or infinite values")
+    return x
+
+
+@dataclass
+class Lights:
+    """A set of lights shared by a batch.
+
+    ambient: ``(3,)`` colour. directions / colors: ``(L, 3)`` directional lights.
+    point_positions / point_colors: ``(P, 3)`` point lights (world space). attenuation: the ``k``
+    of ``1 / (1 + k d^2)``. sh: ``(9, 3)`` spherical-harmonics environment (Lambertian irradiance).
+    """
+
+    ambient: Optional[torch.Tensor] = None
+    directions: Optional[torch.Tensor] = None
+    colors: Optional[torch.Tensor] = None
+    point_positions: Optional[torch.Tensor] = None
+    point_colors: Optional[torch.Tensor] = None
+    attenuation: float = 0.0
+    sh: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        self.ambient = _t("ambient", self.ambient, (3,))
+        self.directions = _t("directions", self.directions, "L3")
+        self.colors = _t("colors", self.colors, "L3")
+        self.point_positions = _t("point_positions", self.point_positions, "L3")
+        self.point_colors = _t("point_colors", self.point_colors, "L3")
+        self.sh = _t("sh", self.sh, (9, 3))
+        for a, b in (("directions", "colors"), ("point_positions", "point_colors")):
+            x, y = getattr(self, a), getattr(self, b)
+            if (x is None) != (y is None) or (x is not None and x.shape != y.shape):
+                raise ValueError(f"Lights: {a} and {b} must be given together with equal shapes")
+        if float(self.attenuation) < 0:
+            raise ValueError(f"Lights: attenuation must be >= 0, got {self.attenuation}")
+
+    def parameters(self):
+        """The light tensors that are set (for an optimiser)."""
+        return [getattr(self, f.name) for f in fields(self) if torch.is_tensor(getattr(self, f.name))]
+
+    def to(self, device=None, dtype=None):
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in kw.items():
+            if torch.is_tensor(v):
+                kw[k] = v.to(device=device or v.device, dtype=dtype or v.dtype)
+        return Lights(**kw)
+
+
+@dataclass
+class Material:
+    """Reflectance shared by a mesh: ``model`` in ``lambert|phong|blinn_phong``, ``specular (3,)``
+    colour and ``shininess`` exponent (scalar tensor). The diffuse colour (albedo) comes from the
+    mesh's colours or texture."""
+
+    specular: Optional[torch.Tensor] = None
+    shininess: Optional[torch.Tensor] = None
+    model: str = "blinn_phong"
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"Material: model must be one of {MODELS}, got {self.model!r}")
+        self.specular = _t("specular", self.specular if self.specular is not None else [0.0, 0.0, 0.0], (3,))
+        sh = self.shininess if self.shininess is not None else 32.0
+        sh = sh if torch.is_tensor(sh) else torch.tensor(float(sh))
+        self.shininess = _t("shininess", sh.reshape(()), ())
+        if float(self.shininess.detach()) < 0:
+            raise ValueError(f"Material: shininess must be >= 0, got {float(self.shininess.detach())}")
+
+    def parameters(self):
+        return [self.specular, self.shininess]
