@@ -184,6 +184,52 @@ def bench_reference(device, repeat):
             "max_abs_diff": max_diff}
 
 
+def bench_shaded(device, repeat, size=512):
+    """Lit (+ textured for Spot) render in each mode vs the same render unlit, fwd and fwd+bwd."""
+    rows = []
+    scenes = []
+    spot = os.path.join(SHARED, "spot", "spot_triangulated.obj")
+    if os.path.exists(spot):
+        m = trio.load_textured_mesh(spot)
+        scenes.append(("spot (textured)", trio.normalize_mesh(m.verts), m.faces,
+                       dict(texture=torch.from_numpy(m.texture).to(device), uvs=torch.from_numpy(m.uvs).to(device),
+                            uv_faces=torch.from_numpy(m.uv_faces).to(device))))
+    if os.path.exists(os.path.join(SHARED, "bunny.obj")):
+        v, f = trio.load_mesh(os.path.join(SHARED, "bunny.obj"))
+        scenes.append(("bunny", trio.normalize_mesh(v), f, {}))
+    cam = tr.PerspectiveCamera.look_at(torch.tensor([1.6, 0.6, 2.0]), fov_y=40.0, image_size=(size, size),
+                                       near=0.1, far=10.0, device=device)
+    lights = tr.Lights(ambient=torch.tensor([0.3] * 3), directions=torch.tensor([[-0.5, -0.7, -0.5]]),
+                       colors=torch.tensor([[0.9, 0.9, 0.9]])).to(device=device)
+    mat = tr.Material(specular=torch.tensor([0.2] * 3), shininess=torch.tensor(20.0))
+    for name, v, f, tex in scenes:
+        verts = torch.from_numpy(v).to(device)
+        faces = torch.from_numpy(f).to(device)
+        cols = (verts - verts.min(0).values) / (verts.max(0).values - verts.min(0).values)
+        for mode in ("hard", "dibr", "soft"):
+            for lit in (False, True):
+                kw = dict(mode=mode, sigma=1e-4)
+                if lit:
+                    kw.update(lights=lights, material=mat, **tex)
+
+                def fwd():
+                    with torch.no_grad():
+                        tr.render(verts, faces, cam, colors=cols, **kw)
+
+                def fb():
+                    v_ = verts.detach().requires_grad_()
+                    tr.render(v_, faces, cam, colors=cols, **kw).sum().backward()
+
+                fwd()
+                fb()
+                r = {"scene": name, "size": size, "mode": mode, "lit": lit,
+                     "fwd_ms": timeit(fwd, device, repeat), "fwd_bwd_ms": timeit(fb, device, repeat)}
+                rows.append(r)
+                print(f"  {name} {mode} {'lit' if lit else 'unlit'}: fwd {r['fwd_ms']:.1f} ms, "
+                      f"fwd+bwd {r['fwd_bwd_ms']:.1f} ms", flush=True)
+    return rows
+
+
 MEMORY_SCRIPT = r"""
 import json, os, resource, sys, time
 import numpy as np
@@ -233,10 +279,24 @@ def main(argv=None):
     p.add_argument("--sigma", type=float, default=1e-4)
     p.add_argument("--device", default="cuda" if tr.runtime.requested_arch() == "cuda" else "cpu")
     p.add_argument("--quick", action="store_true", help="icosphere only, 3 repeats")
+    p.add_argument("--shading", action="store_true", help="only the lit / textured render rows (Spot, bunny)")
     p.add_argument("--out", default=os.path.join("bench_out", "results.json"))
     args = p.parse_args(argv)
     if args.quick:
         args.repeat = 3
+    if args.shading:
+        rows = bench_shaded(args.device, max(3, args.repeat // 2), size=max(args.sizes))
+        print()
+        print("| scene | size | mode | unlit fwd ms | lit fwd ms | unlit fwd+bwd ms | lit fwd+bwd ms |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        for i in range(0, len(rows), 2):
+            u, l = rows[i], rows[i + 1]
+            print(f"| {u['scene']} | {u['size']}² | {u['mode']} | {u['fwd_ms']:.1f} | {l['fwd_ms']:.1f} | "
+                  f"{u['fwd_bwd_ms']:.1f} | {l['fwd_bwd_ms']:.1f} |")
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out.replace(".json", "_shading.json"), "w") as fh:
+            json.dump({"rows": rows}, fh, indent=2)
+        return rows, None
     torch.set_num_threads(os.cpu_count() or 1)
     info = tr.info()
     print(f"taichirast {info['taichirast']} | taichi {info['taichi']} | torch {info.get('torch')} | arch {info['arch']} "
