@@ -156,6 +156,13 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
         vb = verts if verts.dim() == 3 else verts[None]
         F = faces.shape[0]
         uvf = uv_faces if uv_faces is not None else faces
+        if texture is not None:
+            from . import _validate as V
+
+            uvs = V.float_array("render", "uvs", uvs, "torch", vb, ndims=(2,), last=2)
+            uvf = V.faces("render", "uv_faces", uvf, "torch", n_verts=uvs.shape[0], like=vb)
+            if uvf.shape[0] != F:
+                raise ValueError(f"render: uv_faces must have one row per face ({F}), got {tuple(uvf.shape)}")
         eyes = camera.center().to(dtype=vb.dtype)
         shade = (lambda n, x, a: _shade_points(n, x, a, eyes, lights, material)) if lights is not None \
             else (lambda n, x, a: a.expand(max(n.shape[0], eyes.shape[0]), *a.shape[1:]))

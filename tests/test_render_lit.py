@@ -102,6 +102,12 @@ def test_lights_and_material_validation():
     verts, faces, cam = _plane_scene()
     with pytest.raises(ValueError, match="uvs"):
         tr.render(verts, faces, cam, mode="hard", texture=torch.zeros(2, 2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="uv_faces"):
+        tr.render(verts, faces, cam, mode="hard", texture=torch.zeros(2, 2, 3, dtype=torch.float64),
+                  uvs=torch.zeros(4, 2, dtype=torch.float64), uv_faces=faces + 3)
+    with pytest.raises(ValueError, match="uvs"):
+        tr.render(verts, faces, cam, mode="hard", texture=torch.zeros(2, 2, 3, dtype=torch.float64),
+                  uvs=torch.zeros(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="needs lights"):
         tr.render(verts, faces, cam, mode="hard", material=tr.Material())
     with pytest.raises(ValueError, match="shading"):
