@@ -6,6 +6,7 @@ folder on ``sys.path``, so they run as plain scripts and from the tests alike.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -58,3 +59,37 @@ def rgba_strip(rgba, n=4):
     """RGBA ``(N, H, W, 4)`` -> RGB strip of the first ``n`` views on a grey background."""
     rgb = rgba[..., :3] + (1 - rgba[..., 3:]) * 0.5
     return torch.cat(list(rgb[:n]), dim=1)
+
+
+BUNNY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "bunny.obj")
+
+
+def bunny_or_builtin(arg):
+    """``--mesh``: a path, ``"none"`` (built-in shape) or unset (the bunny when present, else built-in).
+
+    Returns ``(verts float32 tensor, faces int32 tensor, name)``.
+    """
+    path = arg if arg and arg.lower() != "none" else (BUNNY if arg is None and os.path.exists(BUNNY) else None)
+    if path:
+        v, f = load_normalized(path)
+        name = os.path.basename(path)
+    else:
+        v, f = superellipsoid(3, power=3.0, scale=(0.9, 0.7, 0.6))
+        name = "superellipsoid"
+    return torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(f, dtype=torch.int32), name
+
+
+def ring_cameras(n_views, size, distance, fov=40.0, **ring):
+    """``n_views`` perspective cameras looking at the origin from :func:`ring_eyes` (``ring`` keywords)."""
+    import taichirast as tr
+
+    return tr.PerspectiveCamera.look_at(ring_eyes(n_views, distance, **ring), fov_y=fov, image_size=(size, size),
+                                        near=0.1, far=10.0)
+
+
+def add_output_args(parser, name, gif_every=5):
+    """The arguments every demo has: --out (default out/NAME), --seed, --gif-every, --quiet."""
+    parser.add_argument("--out", default=os.path.join("out", name))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gif-every", type=int, default=gif_every)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -27,7 +27,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
 
 
 def builtin_object(level=2):
@@ -60,10 +60,7 @@ def main(argv=None):
     p.add_argument("--sigma-start", type=float, default=3e-3, help="SoftRas sigma at the first step (NDC units)")
     p.add_argument("--sigma-end", type=float, default=3e-5, help="SoftRas sigma at the last step")
     p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate of log-focal (x20 for cx, cy in pixels)")
-    p.add_argument("--out", default=os.path.join("out", "camera_intrinsics"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=5)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "camera_intrinsics")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)

@@ -25,29 +25,10 @@ import taichirast as tr
 from taichirast import io as trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load_normalized, rgba_strip, ring_eyes, superellipsoid  # noqa: E402
-
-BUNNY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "bunny.obj")
+from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras  # noqa: E402
 
 TEAL = (0.1, 0.9, 0.8)
 PURPLE = (0.75, 0.2, 0.95)
-
-
-def load_mesh(arg):
-    """``--mesh``: a path, ``"none"`` (built-in shape) or unset (the bunny when present, else built-in)."""
-    path = arg if arg and arg.lower() != "none" else (BUNNY if arg is None and os.path.exists(BUNNY) else None)
-    if path:
-        v, f = load_normalized(path)
-        name = os.path.basename(path)
-    else:
-        v, f = superellipsoid(3, power=3.0, scale=(0.9, 0.7, 0.6))
-        name = "superellipsoid"
-    return torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(f, dtype=torch.int32), name
-
-
-def cameras(n_views, size, distance=3.2, fov=40.0):
-    eyes = ring_eyes(n_views, distance, az_offset_deg=0.0, el_up_deg=20.0, el_down_deg=-15.0)
-    return tr.PerspectiveCamera.look_at(eyes, fov_y=fov, image_size=(size, size), near=0.1, far=10.0)
 
 
 def main(argv=None):
@@ -60,16 +41,13 @@ def main(argv=None):
     p.add_argument("--distance", type=float, default=2.0, help="distance of the lights from the centre")
     p.add_argument("--attenuation", type=float, default=0.0, help="point-light falloff 1 / (1 + k d^2)")
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--out", default=os.path.join("out", "fit_lights"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=5)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "fit_lights")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
-    verts, faces, mesh_name = load_mesh(args.mesh)
+    verts, faces, mesh_name = bunny_or_builtin(args.mesh)
     albedo = torch.full((verts.shape[0], 3), 0.8)
-    cams = cameras(args.views, args.size)
+    cams = ring_cameras(args.views, args.size, 3.2, az_offset_deg=0.0, el_up_deg=20.0, el_down_deg=-15.0)
     material = tr.Material(model="lambert")
     ambient = torch.tensor([0.08, 0.08, 0.08])
     d = args.distance

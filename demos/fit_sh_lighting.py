@@ -30,7 +30,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load_normalized, rgba_strip, ring_eyes  # noqa: E402
+from _common import add_output_args, load_normalized, rgba_strip, ring_eyes  # noqa: E402
 
 BANDS = (slice(0, 1), slice(1, 4), slice(4, 9))
 
@@ -79,10 +79,7 @@ def main(argv=None):
     p.add_argument("--init", choices=("zeros", "constant"), default="zeros",
                    help="initial environment: black, or a constant grey (radiance 0.5)")
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--out", default=os.path.join("out", "fit_sh_lighting"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=5)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "fit_sh_lighting")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 

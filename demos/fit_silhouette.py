@@ -25,7 +25,7 @@ from taichirast import meshes
 from taichirast.geometry import edge_length_loss, laplacian_smoothing, silhouette_iou
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import load_normalized, ring_eyes, superellipsoid  # noqa: E402
+from _common import add_output_args, load_normalized, ring_eyes, superellipsoid  # noqa: E402
 
 
 def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
@@ -63,10 +63,7 @@ def main(argv=None):
     p.add_argument("--level", type=int, default=3, help="icosphere subdivision level of the source mesh")
     p.add_argument("--sigma", type=float, default=1e-4, help="SoftRas sigma (NDC units)")
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--out", default=os.path.join("out", "fit_silhouette"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=10)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "fit_silhouette", gif_every=10)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 

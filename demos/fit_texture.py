@@ -28,7 +28,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import rgba_strip, ring_eyes  # noqa: E402
+from _common import add_output_args, rgba_strip, ring_eyes  # noqa: E402
 
 SPOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "spot",
                     "spot_triangulated.obj")
@@ -97,10 +97,7 @@ def main(argv=None):
     p.add_argument("--tex-size", type=int, default=128, help="texture resolution (the file's is resampled)")
     p.add_argument("--distance", type=float, default=2.6, help="camera distance from the origin")
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--out", default=os.path.join("out", "fit_texture"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=5)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "fit_texture")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 

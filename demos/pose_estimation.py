@@ -28,7 +28,7 @@ from taichirast import meshes
 from taichirast.geometry import transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
 
 
 def composite_shape(level=2):
@@ -68,10 +68,7 @@ def main(argv=None):
     p.add_argument("--sigma-start", type=float, default=1e-2, help="SoftRas sigma at the first step (NDC units)")
     p.add_argument("--sigma-end", type=float, default=3e-5, help="SoftRas sigma at the last step")
     p.add_argument("--lr", type=float, default=0.03)
-    p.add_argument("--out", default=os.path.join("out", "pose_estimation"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gif-every", type=int, default=5)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, "pose_estimation")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)

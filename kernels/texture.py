@@ -89,6 +89,18 @@ def build(real):
         return x0, x1, y0, y1, fx, fy
 
     @ti.func
+    def _bilinear(uv: arr, p, base, Ht, Wt, repeat: ti.template()):
+        """Flat indices of the four taps (texture rows start at ``base``), their weights, and (fx, fy)."""
+        x0, x1, y0, y1, fx, fy = _taps(uv, p, Ht, Wt, repeat)
+        i00, i01 = base + y0 * Wt + x0, base + y0 * Wt + x1
+        i10, i11 = base + y1 * Wt + x0, base + y1 * Wt + x1
+        w00 = (real(1.0) - fx) * (real(1.0) - fy)
+        w01 = fx * (real(1.0) - fy)
+        w10 = (real(1.0) - fx) * fy
+        w11 = fx * fy
+        return i00, i01, i10, i11, w00, w01, w10, w11, fx, fy
+
+    @ti.func
     def _nearest(uv: arr, p, Ht, Wt, repeat: ti.template()):
         x = _coord(uv[p, 0], Wt, repeat)
         y = _coord(real(1.0) - uv[p, 1], Ht, repeat)
@@ -109,13 +121,7 @@ def build(real):
                 if not shared:
                     base = (p // HW) * Ht * Wt
                 if ti.static(bilinear):
-                    x0, x1, y0, y1, fx, fy = _taps(uv, p, Ht, Wt, repeat)
-                    i00, i01 = base + y0 * Wt + x0, base + y0 * Wt + x1
-                    i10, i11 = base + y1 * Wt + x0, base + y1 * Wt + x1
-                    w00 = (real(1.0) - fx) * (real(1.0) - fy)
-                    w01 = fx * (real(1.0) - fy)
-                    w10 = (real(1.0) - fx) * fy
-                    w11 = fx * fy
+                    i00, i01, i10, i11, w00, w01, w10, w11, fx, fy = _bilinear(uv, p, base, Ht, Wt, repeat)
                     for c in range(C):
                         out[p, c] = w00 * tex[i00, c] + w01 * tex[i01, c] + w10 * tex[i10, c] + w11 * tex[i11, c]
                 else:
@@ -144,13 +150,7 @@ def build(real):
                 if not shared:
                     base = (p // HW) * Ht * Wt
                 if ti.static(bilinear):
-                    x0, x1, y0, y1, fx, fy = _taps(uv, p, Ht, Wt, repeat)
-                    i00, i01 = base + y0 * Wt + x0, base + y0 * Wt + x1
-                    i10, i11 = base + y1 * Wt + x0, base + y1 * Wt + x1
-                    w00 = (real(1.0) - fx) * (real(1.0) - fy)
-                    w01 = fx * (real(1.0) - fy)
-                    w10 = (real(1.0) - fx) * fy
-                    w11 = fx * fy
+                    i00, i01, i10, i11, w00, w01, w10, w11, fx, fy = _bilinear(uv, p, base, Ht, Wt, repeat)
                     dx = real(0.0)
                     dy = real(0.0)
                     for c in range(C):
