@@ -15,7 +15,8 @@ One thread per shading point ``p`` (flattened, ``N`` points). Notation (all 3-ve
         specular = specular * c * s,  s = max(n.h, 0)^shininess,  h = normalize(l + v)   (Blinn-Phong)
                                       s = max(r.v, 0)^shininess,  r = 2 (n.l) n - l       (Phong: reflect(-l, n))
                                       s = 0                                               (Lambert)
-    out = albedo * ambient + sum over lights (diffuse + specular) [+ albedo * E(n) / pi]
+    out = albedo * ka * ambient + sum over lights (diffuse + specular) [+ albedo * E(n) / pi]
+    (ka: the material's ambient reflectance, 1 by default)
     (products of colours are per channel). E(n) is the SH irradiance (Ramamoorthi & Hanrahan 2001):
         E(n) = sum_{l<=2, m} A_l L_lm Y_lm(n),  A_0 = pi, A_1 = 2 pi / 3, A_2 = pi / 4,
     real SH without the Condon-Shortley phase, coefficient order
@@ -39,13 +40,26 @@ Backward (given g = dL/d out[p], one thread per point; no atomics): with ``G = s
     point:       g_pcol[j] = g_c att;  g_d2 = -k att^2 G(g_c pcol[j]);  g_w = normalize_bwd(w, g_l) + 2 g_d2 w
                  g_ppos[j] = g_w;  g_positions -= g_w
     view:        g_cam = normalize_bwd(cam - x, g_v);  g_positions -= g_cam
-    ambient:     g_ambient = g albedo;  g_albedo += g ambient
+    ambient:     g_ambient = g albedo ka;  g_albedo += g ka ambient;  g_ka = g albedo ambient
     SH:          g_sh[k] = g albedo B_k(n) / pi  (B_k = A_l Y_lm);  g_albedo += g E / pi;
                  g_n += sum_k G(g albedo sh[k]) / pi grad B_k(n)
     normals:     g_normals = normalize_bwd(normals[p], g_n)
-Light, camera, ambient and SH gradients are written per point into ``(N, L, 3)`` / ``(N, 3)`` /
-``(N, 9, 3)`` partial buffers that the caller sums over points with array ops (deterministic, no
-atomics). The gradient of ``max(., 0)`` and of the ``n.l > 0`` switch is taken as 0 at the kink.
+Light, ambient, SH (and, in ``shade_fragments``, camera, background and per-mesh material)
+gradients are summed serially inside a "row" of points (``CHUNK`` flat points, or one image row)
+into ``(rows, ...)`` partial buffers that the caller sums with array ops: deterministic, no
+contended atomics and buffers ~100x smaller than one entry per point. The gradient of ``max(., 0)``
+and of the ``n.l > 0`` switch is taken as 0 at the kink.
+
+Two kernel pairs share the per-point math (``_point_fwd`` / ``_point_bwd``):
+
+* ``forward`` / ``backward``: flat points (``shade``), normals/positions/albedo/material per point.
+* ``frag_forward`` / ``frag_backward`` (``shade_fragments``, deferred shading of a rasterized
+  image): per pixel with ``face_id >= 0`` the world position ``x = sum_k w_k pos[pf[f, k]]`` and
+  the unnormalised normal ``nr = sum_k w_k nrm[nf[f, k]]`` are interpolated with the
+  barycentrics ``w`` inside the kernel, shaded, and background pixels get ``bg``. Backward:
+  ``g_w_k = g_x . pos_k + g_nr . nrm_k`` (written per pixel), ``g_pos[pf_k] += w_k g_x`` and
+  ``g_nrm[nf_k] += w_k g_nr`` (atomics on vertex arrays), albedo / per-pixel material per pixel,
+  everything per-mesh into the row partials.
 """
 import functools
 import math
@@ -69,9 +83,13 @@ SH_C20 = _A2 * _K20 / math.pi
 SH_C22 = _A2 * _K22 / math.pi
 
 
+CHUNK = 64  # flat points summed serially per row of light-gradient partials
+
+
 @functools.lru_cache(maxsize=None)
 def build(real):
     arr = ti.types.ndarray(dtype=real)
+    iarr = ti.types.ndarray(dtype=ti.i32)
     vec3 = ti.types.vector(3, real)
 
     @ti.func
@@ -128,155 +146,303 @@ def build(real):
             s = ti.pow(t, shin)
         return s, t, hr, inv_h
 
-    @ti.kernel
-    def forward(normals: arr, positions: arr, albedo: arr, specular: arr, shininess: arr, cam: arr,
-                ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, out: arr,
-                L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
-        for p in range(out.shape[0]):
-            nr = _load(normals, p)
-            n = nr * _inv_norm(nr)
-            x = _load(positions, p)
-            vr = vec3(cam[0], cam[1], cam[2]) - x
-            v = vr * _inv_norm(vr)
-            alb = _load(albedo, p)
-            spc = _load(specular, p)
-            shin = shininess[p]
-            acc = alb * vec3(ambient[0], ambient[1], ambient[2])
-            for j in range(L + P):
-                l = vec3(0.0, 0.0, 0.0)
-                c = vec3(0.0, 0.0, 0.0)
-                if j < L:
-                    d = _load(ldir, j)
-                    l = -d * _inv_norm(d)
-                    c = _load(lcol, j)
-                else:
-                    w = _load(ppos, j - L) - x
-                    l = w * _inv_norm(w)
-                    c = _load(pcol, j - L) / (real(1.0) + k * w.dot(w))
-                ndl = n.dot(l)
-                if ndl > 0:
-                    acc += alb * c * ndl
-                    if ti.static(model != LAMBERT):
-                        s, t, hr, inv_h = _spec_s(n, v, l, ndl, shin, model)
-                        acc += spc * c * s
-            if ti.static(use_sh):
-                bk = _sh_basis(n)
-                e = vec3(0.0, 0.0, 0.0)
-                for q in ti.static(range(9)):
-                    e += bk[q] * _load(sh, q)
-                acc += alb * e
-            for i in ti.static(range(3)):
-                out[p, i] = acc[i]
+    @ti.func
+    def _point_fwd(nr, x, cam, alb, ka, spc, shin, ambient: ti.template(), ldir: ti.template(),
+                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(), L, P, k,
+                   model: ti.template(), use_sh: ti.template()):
+        n = nr * _inv_norm(nr)
+        vr = cam - x
+        v = vr * _inv_norm(vr)
+        acc = alb * ka * vec3(ambient[0], ambient[1], ambient[2])
+        for j in range(L + P):
+            l = vec3(0.0, 0.0, 0.0)
+            c = vec3(0.0, 0.0, 0.0)
+            if j < L:
+                d = _load(ldir, j)
+                l = -d * _inv_norm(d)
+                c = _load(lcol, j)
+            else:
+                w = _load(ppos, j - L) - x
+                l = w * _inv_norm(w)
+                c = _load(pcol, j - L) / (real(1.0) + k * w.dot(w))
+            ndl = n.dot(l)
+            if ndl > 0:
+                acc += alb * c * ndl
+                if ti.static(model != LAMBERT):
+                    s, t, hr, inv_h = _spec_s(n, v, l, ndl, shin, model)
+                    acc += spc * c * s
+        if ti.static(use_sh):
+            bk = _sh_basis(n)
+            e = vec3(0.0, 0.0, 0.0)
+            for q in ti.static(range(9)):
+                e += bk[q] * _load(sh, q)
+            acc += alb * e
+        return acc
 
-    @ti.kernel
-    def backward(normals: arr, positions: arr, albedo: arr, specular: arr, shininess: arr, cam: arr,
-                 ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, g_out: arr,
-                 g_normals: arr, g_positions: arr, g_albedo: arr, g_specular: arr, g_shininess: arr,
-                 g_cam: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr, g_sh: arr,
-                 L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
-        """Every g_* buffer is fully written (no zero-initialisation needed). Per point:
-        g_normals/g_positions/g_albedo/g_specular/g_cam (N, 3), g_shininess (N,),
-        g_ldir/g_lcol (N, max(L,1), 3), g_ppos/g_pcol (N, max(P,1), 3), g_sh (N, 9, 3)."""
-        for p in range(g_out.shape[0]):
-            g = _load(g_out, p)
-            nr = _load(normals, p)
-            inv_n = _inv_norm(nr)
-            n = nr * inv_n
-            x = _load(positions, p)
-            vr = vec3(cam[0], cam[1], cam[2]) - x
-            inv_v = _inv_norm(vr)
-            v = vr * inv_v
-            alb = _load(albedo, p)
-            spc = _load(specular, p)
-            shin = shininess[p]
-            g_n = vec3(0.0, 0.0, 0.0)
-            g_v = vec3(0.0, 0.0, 0.0)
-            g_x = vec3(0.0, 0.0, 0.0)
-            g_alb = g * vec3(ambient[0], ambient[1], ambient[2])
-            g_spc = vec3(0.0, 0.0, 0.0)
-            g_shin = real(0.0)
-            for j in range(L + P):
-                l = vec3(0.0, 0.0, 0.0)
-                c = vec3(0.0, 0.0, 0.0)
-                c0 = vec3(0.0, 0.0, 0.0)
-                w = vec3(0.0, 0.0, 0.0)
-                inv_l = real(0.0)
-                att = real(1.0)
-                if j < L:
-                    d = _load(ldir, j)
-                    inv_l = _inv_norm(d)
-                    l = -d * inv_l
-                    c = _load(lcol, j)
-                else:
-                    w = _load(ppos, j - L) - x
-                    inv_l = _inv_norm(w)
-                    l = w * inv_l
-                    c0 = _load(pcol, j - L)
-                    att = real(1.0) / (real(1.0) + k * w.dot(w))
-                    c = c0 * att
-                ndl = n.dot(l)
+    @ti.func
+    def _point_bwd(g, nr, x, cam, alb, ka, spc, shin, ambient: ti.template(), ldir: ti.template(),
+                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(), L, P, k,
+                   model: ti.template(), use_sh: ti.template(), r, g_amb: ti.template(),
+                   g_ldir: ti.template(), g_lcol: ti.template(), g_ppos: ti.template(), g_pcol: ti.template(),
+                   g_sh: ti.template()):
+        """Adds the light / ambient / SH gradients of one point into row ``r`` of the partial buffers
+        and returns (g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin)."""
+        inv_n = _inv_norm(nr)
+        n = nr * inv_n
+        vr = cam - x
+        inv_v = _inv_norm(vr)
+        v = vr * inv_v
+        amb = vec3(ambient[0], ambient[1], ambient[2])
+        g_n = vec3(0.0, 0.0, 0.0)
+        g_v = vec3(0.0, 0.0, 0.0)
+        g_x = vec3(0.0, 0.0, 0.0)
+        g_alb = g * ka * amb
+        g_ka = g * alb * amb
+        ga_amb = g * alb * ka
+        for i in ti.static(range(3)):
+            g_amb[r, i] += ga_amb[i]
+        g_spc = vec3(0.0, 0.0, 0.0)
+        g_shin = real(0.0)
+        for j in range(L + P):
+            l = vec3(0.0, 0.0, 0.0)
+            c = vec3(0.0, 0.0, 0.0)
+            c0 = vec3(0.0, 0.0, 0.0)
+            w = vec3(0.0, 0.0, 0.0)
+            inv_l = real(0.0)
+            att = real(1.0)
+            if j < L:
+                d = _load(ldir, j)
+                inv_l = _inv_norm(d)
+                l = -d * inv_l
+                c = _load(lcol, j)
+            else:
+                w = _load(ppos, j - L) - x
+                inv_l = _inv_norm(w)
+                l = w * inv_l
+                c0 = _load(pcol, j - L)
+                att = real(1.0) / (real(1.0) + k * w.dot(w))
+                c = c0 * att
+            ndl = n.dot(l)
+            if ndl > 0:
                 g_l = vec3(0.0, 0.0, 0.0)
                 g_c = vec3(0.0, 0.0, 0.0)
-                if ndl > 0:
-                    g_alb += g * c * ndl
-                    g_c += g * alb * ndl
-                    g_nl = (g * alb * c).sum()
-                    g_n += g_nl * l
-                    g_l += g_nl * n
-                    if ti.static(model != LAMBERT):
-                        s, t, hr, inv_h = _spec_s(n, v, l, ndl, shin, model)
-                        if t > 0:
-                            g_spc += g * c * s
-                            g_c += g * spc * s
-                            g_s = (g * spc * c).sum()
-                            g_shin += g_s * s * ti.log(t)
-                            g_t = g_s * shin * ti.pow(t, shin - real(1.0))
-                            if ti.static(model == BLINN_PHONG):
-                                g_n += g_t * hr
-                                g_hraw = _norm_bwd(hr, inv_h, g_t * n)
-                                g_l += g_hraw
-                                g_v += g_hraw
-                            else:
-                                g_v += g_t * hr
-                                g_r = g_t * v
-                                grn = g_r.dot(n)
-                                g_n += real(2.0) * ndl * g_r + real(2.0) * grn * l
-                                g_l += real(2.0) * grn * n - g_r
+                g_alb += g * c * ndl
+                g_c += g * alb * ndl
+                g_nl = (g * alb * c).sum()
+                g_n += g_nl * l
+                g_l += g_nl * n
+                if ti.static(model != LAMBERT):
+                    s, t, hr, inv_h = _spec_s(n, v, l, ndl, shin, model)
+                    if t > 0:
+                        g_spc += g * c * s
+                        g_c += g * spc * s
+                        g_s = (g * spc * c).sum()
+                        g_shin += g_s * s * ti.log(t)
+                        g_t = g_s * shin * ti.pow(t, shin - real(1.0))
+                        if ti.static(model == BLINN_PHONG):
+                            g_n += g_t * hr
+                            g_hraw = _norm_bwd(hr, inv_h, g_t * n)
+                            g_l += g_hraw
+                            g_v += g_hraw
+                        else:
+                            g_v += g_t * hr
+                            g_r = g_t * v
+                            grn = g_r.dot(n)
+                            g_n += real(2.0) * ndl * g_r + real(2.0) * grn * l
+                            g_l += real(2.0) * grn * n - g_r
                 if j < L:
                     # l = -u with u = normalize(d): g_u = -g_l, g_d = normalize_bwd(u, -g_l)
                     g_d = _norm_bwd(-l, inv_l, -g_l)
                     for i in ti.static(range(3)):
-                        g_ldir[p, j, i] = g_d[i]
-                        g_lcol[p, j, i] = g_c[i]
+                        g_ldir[r, j, i] += g_d[i]
+                        g_lcol[r, j, i] += g_c[i]
                 else:
                     g_d2 = -k * att * att * (g_c * c0).sum()
                     g_w = _norm_bwd(l, inv_l, g_l) + real(2.0) * g_d2 * w
                     g_x -= g_w
                     for i in ti.static(range(3)):
-                        g_ppos[p, j - L, i] = g_w[i]
-                        g_pcol[p, j - L, i] = g_c[i] * att
-            if ti.static(use_sh):
-                bk = _sh_basis(n)
-                e = vec3(0.0, 0.0, 0.0)
-                ga = g * alb
-                wk = ti.Vector([real(0.0)] * 9, real)
-                for q in ti.static(range(9)):
-                    shq = _load(sh, q)
-                    e += bk[q] * shq
-                    wk[q] = (ga * shq).sum()
-                    for i in ti.static(range(3)):
-                        g_sh[p, q, i] = ga[i] * bk[q]
-                g_alb += g * e
-                g_n += _sh_grad(n, wk)
-            g_c_cam = _norm_bwd(v, inv_v, g_v)
-            g_x -= g_c_cam
-            g_nr = _norm_bwd(n, inv_n, g_n)
-            for i in ti.static(range(3)):
-                g_normals[p, i] = g_nr[i]
-                g_positions[p, i] = g_x[i]
-                g_albedo[p, i] = g_alb[i]
-                g_specular[p, i] = g_spc[i]
-                g_cam[p, i] = g_c_cam[i]
-            g_shininess[p] = g_shin
+                        g_ppos[r, j - L, i] += g_w[i]
+                        g_pcol[r, j - L, i] += g_c[i] * att
+        if ti.static(use_sh):
+            bk = _sh_basis(n)
+            e = vec3(0.0, 0.0, 0.0)
+            ga = g * alb
+            wk = ti.Vector([real(0.0)] * 9, real)
+            for q in ti.static(range(9)):
+                shq = _load(sh, q)
+                e += bk[q] * shq
+                wk[q] = (ga * shq).sum()
+                for i in ti.static(range(3)):
+                    g_sh[r, q, i] += ga[i] * bk[q]
+            g_alb += g * e
+            g_n += _sh_grad(n, wk)
+        g_cam = _norm_bwd(v, inv_v, g_v)
+        g_x -= g_cam
+        g_nr = _norm_bwd(n, inv_n, g_n)
+        return g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin
 
-    return forward, backward
+    # ------------------------------------------------------------------ flat points
+    @ti.kernel
+    def forward(normals: arr, positions: arr, albedo: arr, ka: arr, specular: arr, shininess: arr, cam: arr,
+                ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, out: arr,
+                L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
+        for p in range(out.shape[0]):
+            acc = _point_fwd(_load(normals, p), _load(positions, p), vec3(cam[0], cam[1], cam[2]),
+                             _load(albedo, p), _load(ka, p), _load(specular, p), shininess[p], ambient,
+                             ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+            for i in ti.static(range(3)):
+                out[p, i] = acc[i]
+
+    @ti.kernel
+    def backward(normals: arr, positions: arr, albedo: arr, ka: arr, specular: arr, shininess: arr, cam: arr,
+                 ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, g_out: arr,
+                 g_normals: arr, g_positions: arr, g_albedo: arr, g_ka: arr, g_specular: arr, g_shininess: arr,
+                 g_cam: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr, g_sh: arr,
+                 L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
+        """Per point (fully written): g_normals/g_positions/g_albedo/g_ka/g_specular (N, 3),
+        g_shininess (N,). Per row of CHUNK points (zero-initialised, accumulated): g_cam/g_amb
+        (R, 3), g_ldir/g_lcol (R, max(L,1), 3), g_ppos/g_pcol (R, max(P,1), 3), g_sh (R, 9, 3)."""
+        N = g_out.shape[0]
+        for r in range(g_cam.shape[0]):
+            for q in range(CHUNK):
+                p = r * CHUNK + q
+                if p < N:
+                    g_nr, g_x, g_c, g_alb, g_k, g_spc, g_shin = _point_bwd(
+                        _load(g_out, p), _load(normals, p), _load(positions, p), vec3(cam[0], cam[1], cam[2]),
+                        _load(albedo, p), _load(ka, p), _load(specular, p), shininess[p], ambient,
+                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh, r,
+                        g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh)
+                    for i in ti.static(range(3)):
+                        g_normals[p, i] = g_nr[i]
+                        g_positions[p, i] = g_x[i]
+                        g_albedo[p, i] = g_alb[i]
+                        g_ka[p, i] = g_k[i]
+                        g_specular[p, i] = g_spc[i]
+                        g_cam[r, i] += g_c[i]
+                    g_shininess[p] = g_shin
+
+    # ------------------------------------------------------------------ rasterized fragments
+    @ti.func
+    def _frag_geom(face_id: ti.template(), bary: ti.template(), pos: ti.template(), pfaces: ti.template(),
+                   nrm: ti.template(), nfaces: ti.template(), b, y, x):
+        f = face_id[b, y, x]
+        bp = ti.min(b, pos.shape[0] - 1)
+        bn = ti.min(b, nrm.shape[0] - 1)
+        xw = vec3(0.0, 0.0, 0.0)
+        nr = vec3(0.0, 0.0, 0.0)
+        for c in ti.static(range(3)):
+            w = bary[b, y, x, c]
+            vi = pfaces[f, c]
+            ni = nfaces[f, c]
+            xw += w * vec3(pos[bp, vi, 0], pos[bp, vi, 1], pos[bp, vi, 2])
+            nr += w * vec3(nrm[bn, ni, 0], nrm[bn, ni, 1], nrm[bn, ni, 2])
+        return xw, nr
+
+    @ti.func
+    def _mat_load(a: ti.template(), b, y, x, pix: ti.template()):
+        bm = ti.min(b, a.shape[0] - 1)
+        yy, xx = 0, 0
+        if ti.static(pix):
+            yy, xx = y, x
+        return bm, yy, xx
+
+    @ti.func
+    def _mat(ka: ti.template(), spc: ti.template(), shin: ti.template(), b, y, x, ka_pix: ti.template(),
+             spc_pix: ti.template(), shin_pix: ti.template()):
+        b1, y1, x1 = _mat_load(ka, b, y, x, ka_pix)
+        b2, y2, x2 = _mat_load(spc, b, y, x, spc_pix)
+        b3, y3, x3 = _mat_load(shin, b, y, x, shin_pix)
+        return (vec3(ka[b1, y1, x1, 0], ka[b1, y1, x1, 1], ka[b1, y1, x1, 2]),
+                vec3(spc[b2, y2, x2, 0], spc[b2, y2, x2, 1], spc[b2, y2, x2, 2]), shin[b3, y3, x3, 0])
+
+    @ti.kernel
+    def frag_forward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
+                     cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
+                     ka: arr, spc: arr, shin: arr, bg: arr, out: arr, L: ti.i32, P: ti.i32, k: real,
+                     model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(), spc_pix: ti.template(),
+                     shin_pix: ti.template()):
+        for b, y, x in face_id:
+            res = vec3(bg[0], bg[1], bg[2])
+            if face_id[b, y, x] >= 0:
+                xw, nr = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, b, y, x)
+                bc = ti.min(b, cam.shape[0] - 1)
+                m_ka, m_spc, m_shin = _mat(ka, spc, shin, b, y, x, ka_pix, spc_pix, shin_pix)
+                ba = ti.min(b, albedo.shape[0] - 1)
+                alb = vec3(albedo[ba, y, x, 0], albedo[ba, y, x, 1], albedo[ba, y, x, 2])
+                res = _point_fwd(nr, xw, vec3(cam[bc, 0], cam[bc, 1], cam[bc, 2]), alb, m_ka, m_spc, m_shin,
+                                 ambient, ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+            for i in ti.static(range(3)):
+                out[b, y, x, i] = res[i]
+
+    @ti.kernel
+    def frag_backward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
+                      cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
+                      ka: arr, spc: arr, shin: arr, bg: arr, g_out: arr,
+                      g_bary: arr, g_pos: arr, g_nrm: arr, g_albedo: arr, g_ka: arr, g_spc: arr, g_shin: arr,
+                      g_cam: arr, g_bg: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr,
+                      g_sh: arr, L: ti.i32, P: ti.i32, k: real,
+                      model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
+                      spc_pix: ti.template(), shin_pix: ti.template()):
+        """One thread per image row r = b * H + y, pixels of the row in order. Written per pixel:
+        g_bary (B,H,W,3), g_albedo (B,H,W,3), and the per-pixel materials (``*_pix``) g_ka/g_spc
+        (B,H,W,3), g_shin (B,H,W,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials
+        (zero-initialised, R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
+        g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
+        B, H, W = face_id.shape[0], face_id.shape[1], face_id.shape[2]
+        for b, y in ti.ndrange(B, H):
+            r = b * H + y
+            for x in range(W):
+                g = vec3(g_out[b, y, x, 0], g_out[b, y, x, 1], g_out[b, y, x, 2])
+                f = face_id[b, y, x]
+                if f < 0:
+                    for i in ti.static(range(3)):
+                        g_bg[r, i] += g[i]
+                        g_albedo[b, y, x, i] = real(0.0)
+                        g_bary[b, y, x, i] = real(0.0)
+                    if ti.static(ka_pix):
+                        for i in ti.static(range(3)):
+                            g_ka[b, y, x, i] = real(0.0)
+                    if ti.static(spc_pix):
+                        for i in ti.static(range(3)):
+                            g_spc[b, y, x, i] = real(0.0)
+                    if ti.static(shin_pix):
+                        g_shin[b, y, x, 0] = real(0.0)
+                else:
+                    xw, nr = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, b, y, x)
+                    bc = ti.min(b, cam.shape[0] - 1)
+                    m_ka, m_spc, m_shin = _mat(ka, spc, shin, b, y, x, ka_pix, spc_pix, shin_pix)
+                    alb = vec3(albedo[b, y, x, 0], albedo[b, y, x, 1], albedo[b, y, x, 2])
+                    g_nr, g_x, g_c, g_alb, g_k, g_s, g_sh1 = _point_bwd(
+                        g, nr, xw, vec3(cam[bc, 0], cam[bc, 1], cam[bc, 2]), alb, m_ka, m_spc, m_shin, ambient,
+                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh, r,
+                        g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh)
+                    bp = ti.min(b, pos.shape[0] - 1)
+                    bn = ti.min(b, nrm.shape[0] - 1)
+                    for c in ti.static(range(3)):
+                        w = bary[b, y, x, c]
+                        vi = pfaces[f, c]
+                        ni = nfaces[f, c]
+                        pk = vec3(pos[bp, vi, 0], pos[bp, vi, 1], pos[bp, vi, 2])
+                        nk = vec3(nrm[bn, ni, 0], nrm[bn, ni, 1], nrm[bn, ni, 2])
+                        g_bary[b, y, x, c] = g_x.dot(pk) + g_nr.dot(nk)
+                        for i in ti.static(range(3)):
+                            ti.atomic_add(g_pos[bp, vi, i], w * g_x[i])
+                            ti.atomic_add(g_nrm[bn, ni, i], w * g_nr[i])
+                    for i in ti.static(range(3)):
+                        g_albedo[b, y, x, i] = g_alb[i]
+                        g_cam[r, i] += g_c[i]
+                    for i in ti.static(range(3)):
+                        if ti.static(ka_pix):
+                            g_ka[b, y, x, i] = g_k[i]
+                        else:
+                            g_ka[r, i] += g_k[i]
+                        if ti.static(spc_pix):
+                            g_spc[b, y, x, i] = g_s[i]
+                        else:
+                            g_spc[r, i] += g_s[i]
+                    if ti.static(shin_pix):
+                        g_shin[b, y, x, 0] = g_sh1
+                    else:
+                        g_shin[r, 0] += g_sh1
+
+    return forward, backward, frag_forward, frag_backward

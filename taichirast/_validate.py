@@ -6,11 +6,37 @@ NumPy arrays and torch tensors and return normalised (contiguous, batched) views
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 
 from . import _array as A
+
+
+_STATE = threading.local()
+
+
+def is_trusted() -> bool:
+    """True inside :func:`trusted`: whole-array scans (NaN / index-range checks) are skipped."""
+    return getattr(_STATE, "trusted", False)
+
+
+@contextlib.contextmanager
+def trusted():
+    """Skip the whole-array NaN and index-range scans of the primitives inside this block.
+
+    For compositions (``render``) that validated the user's arrays once on entry and then pass
+    intermediates they produced themselves between primitives; shape, dtype and device checks
+    still run. Thread-local; nests.
+    """
+    prev = is_trusted()
+    _STATE.trusted = True
+    try:
+        yield
+    finally:
+        _STATE.trusted = prev
 
 
 def kind_of(*xs) -> str:
@@ -55,7 +81,7 @@ def float_array(fn, name, x, kind, like=None, ndims=None, last=None, finite=True
     if last is not None and (x.ndim == 0 or x.shape[-1] != last):
         raise ValueError(f"{fn}: {name} must have size {last} in its last dimension, got shape {tuple(x.shape)}")
     n = x.numel() if A.is_torch(x) else x.size
-    if finite and n:
+    if finite and n and not is_trusted():
         ok = bool(x.detach().isfinite().all()) if A.is_torch(x) else bool(np.isfinite(x).all())
         if not ok:
             raise ValueError(f"{fn}: {name} contains NaN or infinite values")
@@ -87,7 +113,7 @@ def faces(fn, name, f, kind, n_verts: int, like=None):
         raise TypeError(f"{fn}: {name} must be an integer array (int32 or int64), got {dt}")
     if f.ndim != 2 or f.shape[1] != 3:
         raise ValueError(f"{fn}: {name} must have shape (F, 3), got {tuple(f.shape)}")
-    if f.shape[0] > 0:
+    if f.shape[0] > 0 and not is_trusted():
         lo, hi = int(f.min()), int(f.max())
         if lo < 0 or hi >= n_verts:
             raise ValueError(f"{fn}: {name} has indices in [{lo}, {hi}] but there are {n_verts} vertices "

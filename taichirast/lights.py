@@ -77,25 +77,60 @@ class Lights:
         return Lights(**kw)
 
 
+def _material_value(name, x, default, colour):
+    """A material field as a float tensor; its layout follows from its number of dimensions."""
+    x = default if x is None else x
+    x = x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float32)
+    if not x.is_floating_point():
+        x = x.float()
+    nd = x.dim() - (1 if colour else 0)
+    if nd not in (0, 1, 2) or (colour and x.shape[-1] != 3):
+        want = ("(3,) per mesh, (V, 3) per vertex or (Ht, Wt, 3) per texel" if colour
+                else "() per mesh, (V,) per vertex or (Ht, Wt) per texel")
+        raise ValueError(f"Material: {name} must have shape {want}, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x.detach()).all()):
+        raise ValueError(f"Material: {name} contains NaN or infinite values")
+    return x
+
+
+LAYOUTS = ("mesh", "vertex", "texel")
+
+
 @dataclass
 class Material:
-    """Reflectance shared by a mesh: ``model`` in ``lambert|phong|blinn_phong``, ``specular (3,)``
-    colour and ``shininess`` exponent (scalar tensor). The diffuse colour (albedo) comes from the
-    mesh's colours or texture."""
+    """Reflectance of a mesh (:func:`taichirast.shade` gives the formulas).
+
+    * ``model``: ``"lambert"``, ``"phong"`` or ``"blinn_phong"``.
+    * ``specular``: specular colour, default 0 (no highlight).
+    * ``shininess``: specular exponent (>= 0), default 32.
+    * ``ambient``: ambient reflectance, multiplies ``albedo * lights.ambient``, default 1.
+
+    Each field is per mesh (``(3,)``, or ``()`` for shininess), per vertex (``(V, 3)`` / ``(V,)``:
+    interpolated over faces in hard / DIB-R mode, taken at the vertices in soft mode) or per texel
+    (``(Ht, Wt, 3)`` / ``(Ht, Wt)``: a map sampled at the mesh's UVs like the albedo texture, so it
+    needs ``uvs=`` in :func:`taichirast.render`). :meth:`layout` tells which. The diffuse colour
+    (albedo) is the mesh's ``colors`` or ``texture``. Every field may require grad.
+    """
 
     specular: Optional[torch.Tensor] = None
     shininess: Optional[torch.Tensor] = None
     model: str = "blinn_phong"
+    ambient: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"Material: model must be one of {MODELS}, got {self.model!r}")
-        self.specular = _t("specular", self.specular if self.specular is not None else [0.0, 0.0, 0.0], (3,))
-        sh = self.shininess if self.shininess is not None else 32.0
-        sh = sh if torch.is_tensor(sh) else torch.tensor(float(sh))
-        self.shininess = _t("shininess", sh.reshape(()), ())
-        if float(self.shininess.detach()) < 0:
-            raise ValueError(f"Material: shininess must be >= 0, got {float(self.shininess.detach())}")
+        self.specular = _material_value("specular", self.specular, [0.0, 0.0, 0.0], True)
+        self.shininess = _material_value("shininess", self.shininess, 32.0, False)
+        self.ambient = _material_value("ambient", self.ambient, [1.0, 1.0, 1.0], True)
+        if float(self.shininess.detach().min()) < 0:
+            raise ValueError(f"Material: shininess must be >= 0, got min {float(self.shininess.detach().min())}")
+
+    def layout(self, name):
+        """``"mesh"``, ``"vertex"`` or ``"texel"`` for the field ``name``."""
+        x = getattr(self, name)
+        return LAYOUTS[x.dim() - (1 if name != "shininess" else 0)]
 
     def parameters(self):
-        return [self.specular, self.shininess]
+        """The material tensors (for an optimiser)."""
+        return [self.specular, self.shininess, self.ambient]

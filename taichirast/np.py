@@ -23,7 +23,8 @@ from .fragments import Fragments
 
 import numpy as _np
 
-__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "texture", "shade", "look_at",
+__all__ = ["project", "rasterize", "interpolate", "soft_rasterize", "dibr_silhouette", "texture", "shade",
+           "shade_fragments", "look_at",
            "fov_intrinsics", "vjp"]
 
 
@@ -137,9 +138,46 @@ def _shade_vjp(*args, **kw):
     return _prim("shade").numpy_vjp(*args, **kw)
 
 
+_SF_OPTIONAL = ("ambient", "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs",
+                "material_ambient", "specular", "shininess", "background")
+
+
+def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, camera_center, ambient=None,
+                    light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None,
+                    material_ambient=None, specular=None, shininess=None, background=None, *, model="blinn_phong",
+                    attenuation_k=0.0):
+    """``(B, H, W, 3)`` RGB; see :func:`taichirast.ops.shade_fragments`."""
+    return _prim("shade_fragments").numpy_call(
+        fragments.face_id, fragments.bary, positions, faces, normals, normal_faces, albedo, camera_center, ambient,
+        light_dirs, light_colors, point_positions, point_colors, sh_coeffs, material_ambient, specular, shininess,
+        background, model=model, attenuation_k=attenuation_k)
+
+
+def _shade_fragments_vjp(fragments, positions, faces, normals, normal_faces, albedo, camera_center, ambient=None,
+                         light_dirs=None, light_colors=None, point_positions=None, point_colors=None,
+                         sh_coeffs=None, material_ambient=None, specular=None, shininess=None, background=None, *,
+                         model="blinn_phong", attenuation_k=0.0):
+    opt = (ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs, material_ambient, specular,
+           shininess, background)
+    out, pb = _prim("shade_fragments").numpy_vjp(
+        fragments.face_id, fragments.bary, positions, faces, normals, normal_faces, albedo, camera_center, *opt,
+        model=model, attenuation_k=attenuation_k)
+
+    def pullback(grad):
+        """-> ``(Fragments(None, g_bary, None), g_positions, g_normals, g_albedo, g_camera_center,
+        g_ambient, g_light_dirs, g_light_colors, g_point_positions, g_point_colors, g_sh_coeffs,
+        g_material_ambient, g_specular, g_shininess, g_background)`` (None for arguments not given)."""
+        g = pb(grad)
+        head = (Fragments(None, g[0], None),) + tuple(g[1:5])
+        return head + tuple(None if a is None else ga for a, ga in zip(opt, g[5:]))
+
+    return out, pullback
+
+
 project._vjp = _project_vjp
 texture._vjp = _texture_vjp
 shade._vjp = _shade_vjp
+shade_fragments._vjp = _shade_fragments_vjp
 rasterize._vjp = _rasterize_vjp
 interpolate._vjp = _interpolate_vjp
 soft_rasterize._vjp = _soft_rasterize_vjp

@@ -150,31 +150,45 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
                            near=near, tile_size=tile_size)
 
 
-def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None):
-    """Sample a texture at per-pixel UVs (nearest or bilinear), differentiable in texture and UVs.
+def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None, lod=None):
+    """Sample a texture at per-pixel UVs (nearest, bilinear or trilinear), differentiable in texture and UVs.
 
     Args:
         tex: ``(Ht, Wt, C)`` or ``(B, Ht, Wt, C)`` float texture, texel row 0 at the top (a batch
             of 1 is shared by every image).
         uv: ``(H, W, 2)`` or ``(B, H, W, 2)``; OBJ/OpenGL convention: u left to right, v bottom
             to top, texel (i, j) centred at ``u = (j + .5) / Wt``, ``v = 1 - (i + .5) / Ht``.
-        filter: ``"nearest"`` or ``"bilinear"``.
+        filter: ``"nearest"``, ``"bilinear"`` or ``"trilinear"`` (mip-mapped, needs ``lod``; see
+            :mod:`taichirast.mipmap`: the pyramid is rebuilt from ``tex`` on each call).
         wrap: ``"repeat"`` (bilinear blends across the seam) or ``"clamp"`` (clamp to edge).
         face_id: optional ``(B, H, W)`` int: pixels with ``face_id < 0`` get 0 and no gradient.
+        lod: ``(B, H, W)`` level of detail for ``"trilinear"`` (0 = full resolution), e.g. from
+            :func:`taichirast.mipmap.lod_from_jacobian`.
 
     Returns:
         ``(B, H, W, C)``. Gradients to ``tex`` (scatter of the bilinear weights) and ``uv``
         (bilinear: the blend's slope, one-sided exactly on texel-centre lines, 0 beyond a
-        clamped edge; nearest: 0).
+        clamped edge; nearest: 0); trilinear also to ``lod``.
     """
     from ._prims.texture import PRIM
+
+    if filter == "trilinear":
+        from . import mipmap
+
+        if lod is None:
+            raise ValueError("texture: filter='trilinear' needs lod= (B, H, W) levels of detail")
+        uv4 = uv if uv.dim() == 4 else uv[None]
+        return mipmap.sample_trilinear(mipmap.mipmaps(tex), uv4, lod.reshape(uv4.shape[:3]), wrap=wrap,
+                                       face_id=face_id)
+    if lod is not None:
+        raise ValueError(f"texture: lod is only used with filter='trilinear', got filter={filter!r}")
 
     return PRIM.torch_call(tex, uv, filter=filter, wrap=wrap, face_id=face_id)
 
 
 def shade(normals, positions, albedo, specular, shininess, camera_center, ambient=None, light_dirs=None,
           light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None, *, model="blinn_phong",
-          attenuation_k=0.0):
+          attenuation_k=0.0, material_ambient=None):
     """Shade points with Lambert / Phong / Blinn-Phong reflectance and ambient, directional, point and SH lights.
 
     Args:
@@ -182,7 +196,7 @@ def shade(normals, positions, albedo, specular, shininess, camera_center, ambien
             normal gets ambient only and zero gradient). Flatten images with ``.reshape(-1, 3)``.
         shininess: ``(N,)`` exponents >= 0.
         camera_center: ``(3,)`` world position of the eye (view vector ``v = normalize(eye - x)``).
-        ambient: ``(3,)`` ambient light colour (adds ``albedo * ambient``).
+        ambient: ``(3,)`` ambient light colour (adds ``albedo * material_ambient * ambient``).
         light_dirs, light_colors: ``(L, 3)`` directional lights; a direction is where the light
             travels (``l = -normalize(d)``).
         point_positions, point_colors: ``(P, 3)`` point lights, attenuated by ``1 / (1 + k d^2)``
@@ -191,6 +205,7 @@ def shade(normals, positions, albedo, specular, shininess, camera_center, ambien
             irradiance; adds ``albedo * E(n) / pi``).
         model: ``"lambert"``, ``"phong"`` or ``"blinn_phong"`` (TF Graphics' conventions: diffuse
             ``albedo c (n.l)``, specular ``specular c max(n.h, 0)^shininess`` where ``n.l > 0``).
+        material_ambient: ``(N, 3)`` ambient reflectance of the material per point (default 1).
 
     Returns:
         ``(N, 3)`` RGB (not clamped), differentiable w.r.t. every float input.
@@ -199,4 +214,42 @@ def shade(normals, positions, albedo, specular, shininess, camera_center, ambien
 
     return PRIM.torch_call(normals, positions, albedo, specular, shininess, camera_center, ambient, light_dirs,
                            light_colors, point_positions, point_colors, sh_coeffs, model=model,
+                           attenuation_k=attenuation_k, material_ambient=material_ambient)
+
+
+def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, camera_center, ambient=None,
+                    light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None,
+                    material_ambient=None, specular=None, shininess=None, background=None, *, model="blinn_phong",
+                    attenuation_k=0.0):
+    """Deferred shading of rasterized fragments in one fused pass (what :func:`render` uses when lit).
+
+    Equal to ``shade(interpolate(normals, normal_faces, fragments), interpolate(positions, faces,
+    fragments), albedo, ...)`` on covered pixels and ``background`` elsewhere, without the
+    position / normal images and with per-mesh gradients summed per image row (no per-pixel
+    gradient buffers for lights, camera or material).
+
+    Args:
+        fragments: :class:`~taichirast.Fragments` (``face_id (B, H, W)``, ``bary (B, H, W, 3)``).
+        positions: ``(V, 3)`` / ``(B, V, 3)`` world positions; ``faces (F, 3)`` index them.
+        normals: ``(Vn, 3)`` / ``(B, Vn, 3)`` normals (normalised inside) indexed by
+            ``normal_faces (F, 3)``: vertex normals with ``faces`` (smooth shading) or face normals
+            with ``normal_faces[f] = (f, f, f)`` (flat shading).
+        albedo: ``(B, H, W, 3)`` diffuse colour per pixel.
+        camera_center: ``(3,)`` / ``(B, 3)`` eye position (world).
+        ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs, model,
+            attenuation_k: the lights and reflectance model, as in :func:`shade`.
+        material_ambient, specular: ``(3,)`` / ``(B, 3)`` per mesh or ``(B, H, W, 3)`` per pixel
+            (defaults 1 and 0); shininess: scalar / ``(B,)`` per mesh or ``(B, H, W)`` per pixel
+            (default 1).
+        background: ``(3,)`` colour of pixels with ``face_id < 0`` (default 0).
+
+    Returns:
+        ``(B, H, W, 3)`` RGB, differentiable w.r.t. ``fragments.bary``, positions, normals, albedo,
+        camera centre, every light and material parameter and the background.
+    """
+    from ._prims.shade_fragments import PRIM
+
+    return PRIM.torch_call(fragments.face_id, fragments.bary, positions, faces, normals, normal_faces, albedo,
+                           camera_center, ambient, light_dirs, light_colors, point_positions, point_colors,
+                           sh_coeffs, material_ambient, specular, shininess, background, model=model,
                            attenuation_k=attenuation_k)

@@ -3,7 +3,7 @@ spherical-harmonics lights. Kernels and the full derivation in kernels/shade.py.
 
 ``prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
 light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None, *,
-model="blinn_phong", attenuation_k=0.0)``
+model="blinn_phong", attenuation_k=0.0, material_ambient=None)``
 
 Shading points are flat: ``normals, positions, albedo, specular (N, 3)``, ``shininess (N,)``
 (per point: broadcast per-mesh values before calling; images are reshaped to ``(B*H*W, 3)`` by the
@@ -12,7 +12,8 @@ caller). ``camera_center (3,)`` is the eye position (world space, same space as 
 * ``normals`` need not be unit length: they are normalised inside (the gradient goes through the
   normalisation). A zero normal (e.g. a background pixel) shades as ambient + SH at n = 0 and gets
   zero gradient.
-* ``ambient (3,)``: adds ``albedo * ambient`` (None = no ambient).
+* ``ambient (3,)``: adds ``albedo * material_ambient * ambient`` (None = no ambient);
+  ``material_ambient (N, 3)`` is the material's ambient reflectance per point (default 1).
 * directional lights: ``light_dirs (L, 3)`` is the direction the light *travels* (from the light
   towards the scene; normalised inside), ``light_colors (L, 3)``. Both or neither.
 * point lights: ``point_positions (P, 3)``, ``point_colors (P, 3)``, attenuated by
@@ -41,8 +42,8 @@ from ..runtime import ensure_init
 
 FN = "shade"
 
-_NAMES = ("normals", "positions", "albedo", "specular", "shininess", "camera_center", "ambient",
-          "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs")
+_NAMES = ("normals", "positions", "albedo", "material_ambient", "specular", "shininess", "camera_center",
+          "ambient", "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs")
 
 
 def _vec3(name, x, kind, like):
@@ -65,11 +66,11 @@ def _pair(dname, cname, d, c, kind, like):
 
 def prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
             light_dirs=None, light_colors=None, point_positions=None, point_colors=None,
-            sh_coeffs=None, *, model="blinn_phong", attenuation_k=0.0):
+            sh_coeffs=None, *, model="blinn_phong", attenuation_k=0.0, material_ambient=None):
     from taichirast.kernels.shade import MODELS
 
     kind = V.kind_of(normals, positions, albedo, specular, shininess, camera_center, ambient, light_dirs,
-                     light_colors, point_positions, point_colors, sh_coeffs)
+                     light_colors, point_positions, point_colors, sh_coeffs, material_ambient)
     if not isinstance(model, str) or model not in MODELS:
         raise ValueError(f"{FN}: model must be one of {sorted(MODELS)}, got {model!r}")
     k = V.number(FN, "attenuation_k", attenuation_k, lo=0.0)
@@ -77,7 +78,11 @@ def prepare(normals, positions, albedo, specular, shininess, camera_center, ambi
     like = normals
     N = normals.shape[0]
     arrs = {"normals": normals}
-    for name, x in (("positions", positions), ("albedo", albedo), ("specular", specular)):
+    for name, x in (("positions", positions), ("albedo", albedo), ("material_ambient", material_ambient),
+                    ("specular", specular)):
+        if x is None:  # material_ambient: default 1 (not differentiable)
+            arrs[name] = A.full(like, (N, 3), 1.0, A.dtype_name(like))
+            continue
         x = V.float_array(FN, name, x, kind, like, ndims=(2,), last=3)
         if x.shape[0] != N:
             raise ValueError(f"{FN}: {name} must have shape ({N}, 3) like normals, got {tuple(x.shape)}")
@@ -108,7 +113,10 @@ def prepare(normals, positions, albedo, specular, shininess, camera_center, ambi
     inputs, sources = [], []
     for name in _NAMES:
         x = arrs[name]
-        if x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
+        if name == "material_ambient" and material_ambient is None:
+            inputs.append(x)
+            sources.append(None)
+        elif x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
                 (name in ("point_positions", "point_colors") and P == 0):
             inputs.append(A.zeros(like, dummies[name]))
             sources.append(None)
@@ -127,7 +135,7 @@ def _kernels(x):
 
 
 def forward(inputs, params):
-    fwd, _ = _kernels(inputs[0])
+    fwd = _kernels(inputs[0])[0]
     N = inputs[0].shape[0]
     out = A.empty(inputs[0], (N, 3))
     if N > 0:
@@ -136,25 +144,27 @@ def forward(inputs, params):
 
 
 def backward(saved, params, grads, needs):
+    from taichirast.kernels.shade import CHUNK
+
     (g,) = grads
     if g is None or not any(needs):
         return [None] * len(saved)
-    _, bwd = _kernels(saved[0])
-    normals, positions, albedo = saved[0], saved[1], saved[2]
+    bwd = _kernels(saved[0])[1]
+    normals = saved[0]
     N = normals.shape[0]
     L, P = params["L"], params["P"]
     like = normals
-    gn, gx, ga, gs = (A.zeros(like, (N, 3)) for _ in range(4))
-    gsh, gcam = A.zeros(like, (N,)), A.zeros(like, (N, 3))
-    gld, glc = A.zeros(like, (N, max(L, 1), 3)), A.zeros(like, (N, max(L, 1), 3))
-    gpp, gpc = A.zeros(like, (N, max(P, 1), 3)), A.zeros(like, (N, max(P, 1), 3))
-    gsc = A.zeros(like, (N, 9, 3))
+    R = max(1, -(-N // CHUNK))
+    gn, gx, ga, gka, gs = (A.empty(like, (N, 3)) for _ in range(5))
+    gsh = A.empty(like, (N,))
+    gcam, gamb = A.zeros(like, (R, 3)), A.zeros(like, (R, 3))
+    gld, glc = A.zeros(like, (R, max(L, 1), 3)), A.zeros(like, (R, max(L, 1), 3))
+    gpp, gpc = A.zeros(like, (R, max(P, 1), 3)), A.zeros(like, (R, max(P, 1), 3))
+    gsc = A.zeros(like, (R, 9, 3))
     if N > 0:
-        bwd(*saved, g, gn, gx, ga, gs, gsh, gcam, gld, glc, gpp, gpc, gsc, L, P, params["k"], params["model"],
-            params["use_sh"])
-    out = [gn, gx, ga, gs, gsh, A.sum_axes(gcam, (0,)), A.sum_axes(g * albedo, (0,)),
-           A.sum_axes(gld, (0,)), A.sum_axes(glc, (0,)), A.sum_axes(gpp, (0,)), A.sum_axes(gpc, (0,)),
-           A.sum_axes(gsc, (0,))]
+        bwd(*saved, g, gn, gx, ga, gka, gs, gsh, gcam, gamb, gld, glc, gpp, gpc, gsc, L, P, params["k"],
+            params["model"], params["use_sh"])
+    out = [gn, gx, ga, gka, gs, gsh] + [A.sum_axes(b, (0,)) for b in (gcam, gamb, gld, glc, gpp, gpc, gsc)]
     return [o if n else None for o, n in zip(out, needs)]
 
 

@@ -1,0 +1,213 @@
+"""``shade_fragments``: deferred shading of a rasterized image in one pass. Kernels in kernels/shade.py.
+
+Per pixel with ``face_id >= 0`` the world position and the normal are interpolated with the
+barycentrics inside the kernel (no ``(B, H, W, 3)`` position / normal images), shaded exactly as
+:func:`taichirast.shade` does, and background pixels get ``background``. It is the fused form of
+``interpolate(positions) + interpolate(normals) + shade + composite``, and the backward sums the
+per-mesh gradients (lights, camera, material, background) per image row instead of per pixel.
+
+Inputs:
+
+* ``face_id (B, H, W)`` int, ``bary (B, H, W, 3)``: the rasterizer's fragments.
+* ``positions (V, 3)`` / ``(Bp, V, 3)`` world positions, ``position_faces (F, 3)`` indexing them.
+* ``normals (Vn, 3)`` / ``(Bn, Vn, 3)`` (need not be unit length), ``normal_faces (F, 3)``
+  indexing them: vertex normals with the mesh's faces (smooth shading), or face normals
+  ``(F, 3)`` with ``normal_faces[f] = (f, f, f)`` (flat shading).
+* ``albedo (B, H, W, 3)``: per-pixel diffuse colour (interpolated colours or a sampled texture).
+* ``camera_center (3,)`` / ``(Bc, 3)``.
+* lights as in :func:`taichirast.shade` (``ambient``, ``light_dirs``/``light_colors``,
+  ``point_positions``/``point_colors``, ``sh_coeffs``, ``attenuation_k``, ``model``).
+* material: ``material_ambient`` and ``specular`` ``(3,)`` / ``(Bm, 3)`` per mesh or
+  ``(B, H, W, 3)`` per pixel, ``shininess`` ``()`` / ``(Bm,)`` or ``(B, H, W)``; defaults 1, 0, 1.
+* ``background (3,)`` (default 0).
+
+Batches of 1 broadcast (positions, normals, camera, material). Output ``(B, H, W, 3)``.
+Differentiable in every float input (``bary`` included, so gradients flow on into the rasterizer).
+"""
+from __future__ import annotations
+
+from .. import _array as A
+from .. import _validate as V
+from .._primitive import Prepared, Primitive
+from ..runtime import ensure_init
+from .interpolate import _int_image
+from .shade import _pair, _vec3
+
+FN = "shade_fragments"
+
+_NAMES = ("face_id", "bary", "positions", "position_faces", "normals", "normal_faces", "albedo", "camera_center",
+          "ambient", "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs",
+          "material_ambient", "specular", "shininess", "background")
+_DIFF = tuple(n for n in _NAMES if n not in ("face_id", "position_faces", "normal_faces"))
+
+
+def _batched(name, x, kind, like, B, nd):
+    """``(N, 3)``-like (``nd`` dims) or batched ``(Bx, ...)`` with Bx in (1, B) -> batched."""
+    x = V.float_array(FN, name, x, kind, like, ndims=(nd, nd + 1), last=3)
+    if x.ndim == nd:
+        x = x.reshape((1,) + tuple(x.shape))
+    if x.shape[0] not in (1, B):
+        raise ValueError(f"{FN}: {name} has batch {x.shape[0]} but the image batch is {B} (must be 1 or equal)")
+    return x
+
+
+def _material(name, x, kind, like, B, H, W, C, default):
+    """Per mesh ``(C,)``/``(Bm, C)`` (C = 3) or ``()``/``(Bm,)`` (C = 1), or per pixel ``(B, H, W[, 3])``
+    -> ``((Bm, 1, 1, C) or (B, H, W, C), per_pixel)``."""
+    if x is None:
+        return A.full(like, (1, 1, 1, C), default, A.dtype_name(like)), 0, False
+    x = V.float_array(FN, name, x, kind, like)
+    mesh_nd = 1 if C == 3 else 0
+    if x.ndim in (mesh_nd, mesh_nd + 1):
+        if C == 3 and x.shape[-1] != 3:
+            raise ValueError(f"{FN}: {name} must have shape (3,), (Bm, 3) or (B, H, W, 3), got {tuple(x.shape)}")
+        xb = x.reshape((-1, 1, 1, C)) if x.ndim > mesh_nd else x.reshape((1, 1, 1, C))
+        if xb.shape[0] not in (1, B):
+            raise ValueError(f"{FN}: {name} has batch {xb.shape[0]} but the image batch is {B} (must be 1 or equal)")
+        return xb, 0, True
+    want = (B, H, W) + ((3,) if C == 3 else ())
+    if tuple(x.shape) != want:
+        per_mesh = "(3,) or (Bm, 3)" if C == 3 else "() or (Bm,)"
+        raise ValueError(f"{FN}: {name} must have shape {per_mesh} per mesh or {want} per pixel, got {tuple(x.shape)}")
+    return x.reshape((B, H, W, C)), 1, True
+
+
+def prepare(face_id, bary, positions, position_faces, normals, normal_faces, albedo, camera_center, ambient=None,
+            light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None,
+            material_ambient=None, specular=None, shininess=None, background=None, *, model="blinn_phong",
+            attenuation_k=0.0):
+    from taichirast.kernels.shade import MODELS
+
+    kind = V.kind_of(face_id, bary, positions, normals, albedo, camera_center, ambient, light_dirs, light_colors,
+                     point_positions, point_colors, sh_coeffs, material_ambient, specular, shininess, background)
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"{FN}: model must be one of {sorted(MODELS)}, got {model!r}")
+    k = V.number(FN, "attenuation_k", attenuation_k, lo=0.0)
+    bary = V.float_array(FN, "bary", bary, kind, ndims=(4,), last=3, finite=False)
+    like = bary
+    face_id = _int_image("face_id", face_id, kind, like)
+    if tuple(bary.shape[:3]) != tuple(face_id.shape):
+        raise ValueError(f"{FN}: bary must have shape face_id.shape + (3,) = {tuple(face_id.shape) + (3,)}, "
+                         f"got {tuple(bary.shape)}")
+    if A.is_torch(face_id) and A.is_torch(like) and face_id.device != like.device:
+        raise ValueError(f"{FN}: face_id is on {face_id.device} but bary is on {like.device}")
+    B, H, W = face_id.shape
+    positions = _batched("positions", positions, kind, like, B, 2)
+    normals = _batched("normals", normals, kind, like, B, 2)
+    position_faces = V.faces(FN, "position_faces", position_faces, kind, n_verts=positions.shape[1], like=like)
+    normal_faces = V.faces(FN, "normal_faces", normal_faces, kind, n_verts=normals.shape[1], like=like)
+    F = position_faces.shape[0]
+    if normal_faces.shape[0] != F:
+        raise ValueError(f"{FN}: normal_faces must have one row per face ({F}), got {tuple(normal_faces.shape)}")
+    n = B * H * W
+    if n and not V.is_trusted():
+        lo, hi = int(face_id.min()), int(face_id.max())
+        if lo < -1 or hi >= F:
+            raise ValueError(f"{FN}: face_id has values in [{lo}, {hi}] but there are {F} faces "
+                             f"(valid: -1 for background, or [0, {F - 1}])")
+    face_id = A.astype(face_id, "int32")
+    albedo = V.float_array(FN, "albedo", albedo, kind, like, ndims=(4,), last=3)
+    if tuple(albedo.shape) != (B, H, W, 3):
+        raise ValueError(f"{FN}: albedo must have shape {(B, H, W, 3)}, got {tuple(albedo.shape)}")
+    cam = _batched("camera_center", camera_center, kind, like, B, 1)
+    arrs = {"face_id": face_id, "bary": bary, "positions": positions, "position_faces": position_faces,
+            "normals": normals, "normal_faces": normal_faces, "albedo": albedo, "camera_center": cam}
+    arrs["ambient"] = None if ambient is None else _vec3("ambient", ambient, kind, like)
+    arrs["light_dirs"], arrs["light_colors"] = _pair("light_dirs", "light_colors", light_dirs, light_colors,
+                                                     kind, like)
+    arrs["point_positions"], arrs["point_colors"] = _pair("point_positions", "point_colors", point_positions,
+                                                          point_colors, kind, like)
+    if sh_coeffs is not None:
+        sh_coeffs = V.float_array(FN, "sh_coeffs", sh_coeffs, kind, like, ndims=(2,), last=3)
+        if sh_coeffs.shape[0] != 9:
+            raise ValueError(f"{FN}: sh_coeffs must have shape (9, 3) (SH bands 0-2), got {tuple(sh_coeffs.shape)}")
+    arrs["sh_coeffs"] = sh_coeffs
+    flags, given = {}, {}
+    for name, x, C, default in (("material_ambient", material_ambient, 3, 1.0), ("specular", specular, 3, 0.0),
+                                ("shininess", shininess, 1, 1.0)):
+        arrs[name], flags[name], given[name] = _material(name, x, kind, like, B, H, W, C, default)
+    if given["shininess"] and float(A.detach(arrs["shininess"]).min()) < 0:
+        raise ValueError(f"{FN}: shininess must be >= 0")
+    arrs["background"] = None if background is None else _vec3("background", background, kind, like)
+    V.same_float(FN, **{k_: v for k_, v in arrs.items() if k_ not in ("face_id", "position_faces", "normal_faces")})
+    L = 0 if arrs["light_dirs"] is None else arrs["light_dirs"].shape[0]
+    P = 0 if arrs["point_positions"] is None else arrs["point_positions"].shape[0]
+    dummies = {"ambient": (3,), "light_dirs": (1, 3), "light_colors": (1, 3), "point_positions": (1, 3),
+               "point_colors": (1, 3), "sh_coeffs": (9, 3), "background": (3,)}
+    inputs, sources = [], []
+    for name in _NAMES:
+        x = arrs[name]
+        if name in given:
+            inputs.append(x)
+            sources.append(name if given[name] else None)
+        elif x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
+                (name in ("point_positions", "point_colors") and P == 0):
+            inputs.append(A.zeros(like, dummies[name]))
+            sources.append(None)
+        else:
+            inputs.append(x)
+            sources.append(name if name in _DIFF else None)
+    params = {"L": L, "P": P, "k": k, "model": MODELS[model], "use_sh": int(sh_coeffs is not None),
+              "pix": (flags["material_ambient"], flags["specular"], flags["shininess"])}
+    return Prepared(inputs=inputs, sources=sources, params=params)
+
+
+def _kernels(x):
+    from taichirast.kernels import real_type, shade
+
+    ensure_init()
+    return shade.build(real_type(A.dtype_name(x)))
+
+
+def forward(inputs, params):
+    fwd = _kernels(inputs[1])[2]
+    B, H, W = inputs[0].shape
+    out = A.empty(inputs[1], (B, H, W, 3))
+    if B * H * W > 0:
+        fwd(*inputs, out, params["L"], params["P"], params["k"], params["model"], params["use_sh"],
+            *params["pix"])
+    return (out,), tuple(inputs)
+
+
+def backward(saved, params, grads, needs):
+    (g,) = grads
+    if g is None or not any(needs):
+        return [None] * len(saved)
+    bwd = _kernels(saved[1])[3]
+    face_id, bary, pos, _, nrm = saved[:5]
+    ka, spc, shin, cam = saved[14], saved[15], saved[16], saved[7]
+    B, H, W = face_id.shape
+    R = max(1, B * H)
+    L, P = params["L"], params["P"]
+    like = bary
+    g_bary = A.empty(like, (B, H, W, 3))
+    g_pos, g_nrm = A.zeros(like, tuple(pos.shape)), A.zeros(like, tuple(nrm.shape))
+    g_alb = A.empty(like, (B, H, W, 3))
+    mats = []
+    for x, pix in zip((ka, spc, shin), params["pix"]):
+        mats.append(A.empty(like, tuple(x.shape)) if pix else A.zeros(like, (R, x.shape[-1])))
+    g_cam, g_bg, g_amb = (A.zeros(like, (R, 3)) for _ in range(3))
+    g_ld, g_lc = A.zeros(like, (R, max(L, 1), 3)), A.zeros(like, (R, max(L, 1), 3))
+    g_pp, g_pc = A.zeros(like, (R, max(P, 1), 3)), A.zeros(like, (R, max(P, 1), 3))
+    g_sh = A.zeros(like, (R, 9, 3))
+    if B * H * W > 0:
+        bwd(*saved, g, g_bary, g_pos, g_nrm, g_alb, *mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh,
+            L, P, params["k"], params["model"], params["use_sh"], *params["pix"])
+
+    def per_batch(rows, Bx, shape):
+        """(R, C) row partials -> summed per image batch, then over the batch if Bx == 1."""
+        s = A.sum_axes(rows.reshape((B, H) + tuple(rows.shape[1:])), (1,)) if B * H else \
+            A.zeros(like, (B,) + tuple(rows.shape[1:]))
+        if Bx == 1:
+            s = A.sum_axes(s, (0,))
+        return s.reshape(shape)
+
+    g_mats = [m if pix else per_batch(m, x.shape[0], tuple(x.shape))
+              for m, x, pix in zip(mats, (ka, spc, shin), params["pix"])]
+    total = (lambda x: A.sum_axes(x, (0,)))  # noqa: E731
+    out = [None, g_bary, g_pos, None, g_nrm, None, g_alb, per_batch(g_cam, cam.shape[0], tuple(cam.shape)),
+           total(g_amb), total(g_ld), total(g_lc), total(g_pp), total(g_pc), total(g_sh)] + g_mats + [total(g_bg)]
+    return [o if n else None for o, n in zip(out, needs)]
+
+
+PRIM = Primitive(FN, prepare, forward, backward, differentiable=_DIFF)
