@@ -93,3 +93,48 @@ def add_output_args(parser, name, gif_every=5):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gif-every", type=int, default=gif_every)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_live_args(parser):
+    """The live-view arguments of the fitting demos: --gui, --live, --live-every, --live-format.
+
+    ``--gui`` opens a window showing target | current | |difference| | gradient (dL/dpixel) and the
+    loss curve, updated every step (space pause, s step, r reset, esc close); without a display it
+    renders the same dashboard offscreen into ``OUT/live/`` with a one-line message. ``--live``
+    records that output headless in any case (PNG frames, a GIF or MP4, loss.png, loss.csv).
+    """
+    g = parser.add_argument_group("live view")
+    g.add_argument("--gui", action="store_true",
+                   help="live window (target | current | difference | gradient, loss curve; space = pause, "
+                        "s = step, r = reset); without a display: offscreen frames in OUT/live/")
+    g.add_argument("--live", action="store_true", help="record the live view headless into OUT/live/")
+    g.add_argument("--live-every", type=int, default=5, help="record a live frame every N steps")
+    g.add_argument("--live-format", choices=("gif", "mp4"), default="gif", help="live animation format")
+
+
+def make_live(args, name, params=(), optimizers=(), on_reset=None, views=2):
+    """A :class:`taichirast.live.LiveOptimization` for the demo's ``args`` (disabled without --gui / --live).
+
+    The ``r`` key restores ``params`` to their values now, clears the optimisers' state and calls
+    ``on_reset()``. Call ``live.update(step, target, current, loss)`` before ``loss.backward()``
+    and ``live.close()`` after the loop.
+    """
+    from taichirast.live import LiveOptimization, has_display
+
+    params = list(params)
+    snapshot = [p.detach().clone() for p in params]
+
+    def reset():
+        with torch.no_grad():
+            for p, s in zip(params, snapshot):
+                p.copy_(s)
+        for o in optimizers:
+            o.state.clear()
+        if on_reset is not None:
+            on_reset()
+
+    gui = bool(getattr(args, "gui", False))
+    record = bool(getattr(args, "live", False)) or (gui and not has_display())
+    return LiveOptimization(name, gui=gui, out_dir=os.path.join(args.out, "live") if record else None,
+                            every=getattr(args, "live_every", 5), reset=reset,
+                            fmt=getattr(args, "live_format", "gif"), views=views)

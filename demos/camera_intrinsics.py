@@ -27,7 +27,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live  # noqa: E402
 
 
 def builtin_object(level=2):
@@ -61,6 +61,7 @@ def main(argv=None):
     p.add_argument("--sigma-end", type=float, default=3e-5, help="SoftRas sigma at the last step")
     p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate of log-focal (x20 for cx, cy in pixels)")
     add_output_args(p, "camera_intrinsics")
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -115,6 +116,7 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="camera_intrinsics")
+    live = make_live(args, "camera_intrinsics", [log_f, pp], [opt])
     t_start = time.time()
     for step in it:
         frac = step / max(args.steps - 1, 1)
@@ -122,6 +124,7 @@ def main(argv=None):
         k = current()
         img = render(k, sigma)
         loss = ((img - target) ** 2).mean()
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -132,6 +135,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
     elapsed = time.time() - t_start
+    live.close()
 
     k = current().detach()
     with torch.no_grad():

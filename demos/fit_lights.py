@@ -25,7 +25,7 @@ import taichirast as tr
 from taichirast import io as trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras  # noqa: E402
+from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live  # noqa: E402
 
 TEAL = (0.1, 0.9, 0.8)
 PURPLE = (0.75, 0.2, 0.95)
@@ -42,6 +42,7 @@ def main(argv=None):
     p.add_argument("--attenuation", type=float, default=0.0, help="point-light falloff 1 / (1 + k d^2)")
     p.add_argument("--lr", type=float, default=0.1)
     add_output_args(p, "fit_lights")
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -90,10 +91,12 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_lights")
+    live = make_live(args, "fit_lights", [pos, col], [opt])
     t_start = time.time()
     for step in it:
         img = render(pos, col)
         loss = ((img - target) ** 2).mean()
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -106,6 +109,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0).clamp(0, 1))
     elapsed = time.time() - t_start
+    live.close()
 
     with torch.no_grad():
         after = render(pos, col)

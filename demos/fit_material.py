@@ -25,7 +25,7 @@ import taichirast as tr
 from taichirast import io as trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras  # noqa: E402
+from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live  # noqa: E402
 
 PURPLE = (0.55, 0.2, 0.75)
 GREEN = (0.2, 0.75, 0.25)
@@ -40,6 +40,7 @@ def main(argv=None):
     p.add_argument("--views", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.05)
     add_output_args(p, "fit_material", gif_every=3)
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -76,10 +77,12 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_material")
+    live = make_live(args, "fit_material", [alb], [opt])
     t_start = time.time()
     for step in it:
         img = render(alb)
         loss = ((img - target) ** 2).mean()
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -90,6 +93,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0).clamp(0, 1))
     elapsed = time.time() - t_start
+    live.close()
 
     with torch.no_grad():
         after = render(alb)

@@ -30,7 +30,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, load_normalized, rgba_strip, ring_eyes  # noqa: E402
+from _common import add_output_args, load_normalized, rgba_strip, ring_eyes, add_live_args, make_live  # noqa: E402
 
 BANDS = (slice(0, 1), slice(1, 4), slice(4, 9))
 
@@ -80,6 +80,7 @@ def main(argv=None):
                    help="initial environment: black, or a constant grey (radiance 0.5)")
     p.add_argument("--lr", type=float, default=0.1)
     add_output_args(p, "fit_sh_lighting")
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -119,10 +120,12 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_sh_lighting")
+    live = make_live(args, "fit_sh_lighting", [L], [opt])
     t_start = time.time()
     for step in it:
         img = render(L)
         loss = (((img[..., :3] - target[..., :3]) ** 2) * mask).sum() / (3 * mask.sum())
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -132,6 +135,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach().clamp(0, 1)), rgba_strip(target.clamp(0, 1))], dim=0))
     elapsed = time.time() - t_start
+    live.close()
 
     L_fit = L.detach()
     with torch.no_grad():

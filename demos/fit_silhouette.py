@@ -25,7 +25,7 @@ from taichirast import meshes
 from taichirast.geometry import edge_length_loss, laplacian_smoothing, silhouette_iou
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, load_normalized, ring_eyes, superellipsoid  # noqa: E402
+from _common import add_output_args, load_normalized, ring_eyes, superellipsoid, add_live_args, make_live  # noqa: E402
 
 
 def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
@@ -64,6 +64,7 @@ def main(argv=None):
     p.add_argument("--sigma", type=float, default=1e-4, help="SoftRas sigma (NDC units)")
     p.add_argument("--lr", type=float, default=0.01)
     add_output_args(p, "fit_silhouette", gif_every=10)
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -95,12 +96,14 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_silhouette")
+    live = make_live(args, "fit_silhouette", [offset], [opt])
     t0 = time.time()
     loss_val = float("nan")
     for step in it:
         verts = src + offset
         alpha = silhouettes(verts)
         sil_loss = ((alpha - target) ** 2).mean()
+        live.update(step, target, alpha, sil_loss)
         loss = sil_loss + 0.5 * laplacian_smoothing(verts, faces) + 0.1 * edge_length_loss(verts, faces)
         opt.zero_grad()
         loss.backward()
@@ -111,6 +114,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(strip(overlay(alpha.detach(), target)))
     elapsed = time.time() - t0
+    live.close()
 
     with torch.no_grad():
         after = silhouettes(src + offset, soft=False)

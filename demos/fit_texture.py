@@ -28,7 +28,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, rgba_strip, ring_eyes  # noqa: E402
+from _common import add_output_args, rgba_strip, ring_eyes, add_live_args, make_live  # noqa: E402
 
 SPOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "spot",
                     "spot_triangulated.obj")
@@ -98,6 +98,7 @@ def main(argv=None):
     p.add_argument("--distance", type=float, default=2.6, help="camera distance from the origin")
     p.add_argument("--lr", type=float, default=0.05)
     add_output_args(p, "fit_texture")
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -127,10 +128,12 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_texture")
+    live = make_live(args, "fit_texture", [tex], [opt])
     t_start = time.time()
     for step in it:
         img = render(tex)
         loss = ((img[..., :3] - target[..., :3]) ** 2).mean()
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -142,6 +145,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
     elapsed = time.time() - t_start
+    live.close()
 
     tex_fit = tex.detach()
     with torch.no_grad():

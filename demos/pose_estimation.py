@@ -28,7 +28,7 @@ from taichirast import meshes
 from taichirast.geometry import transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live  # noqa: E402
 
 
 def composite_shape(level=2):
@@ -69,6 +69,7 @@ def main(argv=None):
     p.add_argument("--sigma-end", type=float, default=3e-5, help="SoftRas sigma at the last step")
     p.add_argument("--lr", type=float, default=0.03)
     add_output_args(p, "pose_estimation")
+    add_live_args(p)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -125,6 +126,7 @@ def main(argv=None):
     except ImportError:  # tqdm is optional
         trange = range
     it = range(args.steps) if args.quiet else trange(args.steps, desc="pose_estimation")
+    live = make_live(args, "pose_estimation", [w, t], [opt])
     t_start = time.time()
     for step in it:
         frac = step / max(args.steps - 1, 1)
@@ -132,6 +134,7 @@ def main(argv=None):
         R, tt = current()
         img = render(R, tt, sigma)
         loss = ((img - target) ** 2).mean()
+        live.update(step, target, img, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -141,6 +144,7 @@ def main(argv=None):
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
     elapsed = time.time() - t_start
+    live.close()
 
     with torch.no_grad():
         R, tt = current()

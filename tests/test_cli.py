@@ -1,0 +1,168 @@
+"""The ``taichirast`` command through subprocesses: every subcommand, success and error paths.
+
+Commands run as ``python -m taichirast`` (and through the installed console script when it is on
+PATH). Help and error paths do not start Taichi (fast); the rendering ones use tiny images.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import taichirast.cli as cli
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ENV = dict(os.environ, TAICHIRAST_ARCH=os.environ.get("TAICHIRAST_ARCH", "cpu"))
+ENV.pop("DISPLAY", None)  # headless: `view` must render offscreen
+ENV.pop("WAYLAND_DISPLAY", None)
+
+
+def run(*args, cwd=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "taichirast", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=ENV, timeout=timeout)
+
+
+def _one_line_error(res, *words):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.fixture(scope="module")
+def mesh_file(tmp_path_factory):
+    from taichirast import io as trio
+    from taichirast import meshes
+
+    p = tmp_path_factory.mktemp("mesh") / "ico.obj"
+    trio.save_mesh(str(p), *meshes.icosphere(1))
+    return p
+
+
+def test_help_for_every_command():
+    res = run("--help")
+    assert res.returncode == 0
+    for cmd in ("render", "view", "demo", "bench", "info"):
+        assert cmd in res.stdout
+        sub = run(cmd, "--help")
+        assert sub.returncode == 0 and "usage" in sub.stdout.lower(), (cmd, sub.stderr)
+    assert run().returncode == 0  # no command: help
+    assert run("--version").stdout.startswith("taichirast ")
+
+
+def test_bad_options_and_commands_are_one_line_errors():
+    _one_line_error(run("frobnicate"), "invalid choice")
+    _one_line_error(run("render", "builtin:cube", "--mode", "wire"), "--mode", "invalid choice")
+    _one_line_error(run("render", "builtin:cube", "--size", "big"), "size")
+    _one_line_error(run("render", "builtin:cube", "--azimuth", "left"), "--azimuth")
+
+
+def test_render_errors(tmp_path, mesh_file):
+    _one_line_error(run("render", tmp_path / "missing.obj", "-o", tmp_path / "x.png"), "no such file", "missing.obj")
+    _one_line_error(run("render", tmp_path, "-o", tmp_path / "x.png"), "directory")
+    _one_line_error(run("render", mesh_file, "-o", tmp_path / "nodir" / "x.png"), "output folder")
+    _one_line_error(run("render", mesh_file, "-o", tmp_path / "x.tiff"), ".png")
+    _one_line_error(run("render", mesh_file, "--views", "0"), "--views")
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nf 1 2 9\n")
+    _one_line_error(run("render", bad, "-o", tmp_path / "x.png"), "bad.obj")
+
+
+def test_render_success_single_and_turntable(tmp_path, mesh_file):
+    import imageio.v2 as imageio
+
+    out = tmp_path / "r.png"
+    res = run("render", mesh_file, "-o", out, "--size", "24x32", "--mode", "hard", "--azimuth", "10",
+              "--elevation", "5", "--distance", "3", "--light-dir", "0", "0", "-1", "--background", "1", "0", "0")
+    assert res.returncode == 0, res.stderr
+    assert "wrote" in res.stdout
+    img = imageio.imread(out)
+    assert img.shape[:2] == (24, 32)
+    assert tuple(img[0, 0, :3]) == (255, 0, 0)  # background colour in the corner
+    assert img[12, 16, :3].sum() > 0 and tuple(img[12, 16, :3]) != (255, 0, 0)  # the sphere in the middle
+
+
+
+def test_render_turntable_in_process(tmp_path, capsys):
+    import imageio.v2 as imageio
+
+    gif = tmp_path / "turn.gif"
+    assert cli.main(["render", "builtin:torus", "-o", str(gif), "--size", "16", "--views", "3", "--mode", "soft"]) == 0
+    assert len(imageio.mimread(gif)) == 3
+    assert "render" in capsys.readouterr().err  # tqdm progress bar
+    assert cli.main(["render", "builtin:cube", "-o", str(tmp_path / "s.png"), "--size", "16", "--views", "2",
+                     "--unlit", "--quiet"]) == 0
+    assert (tmp_path / "s_000.png").exists() and (tmp_path / "s_001.png").exists()
+
+
+def test_view_offscreen_and_errors(tmp_path, mesh_file):
+    out = tmp_path / "v.png"
+    res = run("view", mesh_file, "--size", "24", "--out", out, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "no display" in res.stdout
+    assert out.stat().st_size > 0 and (tmp_path / "v_gradient.png").stat().st_size > 0
+    _one_line_error(run("view", tmp_path / "nope.ply"), "no such file")
+    _one_line_error(run("view", mesh_file, "--target", tmp_path / "nope.png"), "no such file")
+    _one_line_error(run("view", mesh_file, "--grad-param", "fov"), "invalid choice")
+
+
+def test_demo_list_run_and_errors(tmp_path):
+    res = run("demo", "--list")
+    assert res.returncode == 0
+    for name in ("fit_silhouette", "pose_estimation", "camera_intrinsics", "fit_lights", "fit_material",
+                 "fit_texture", "fit_sh_lighting"):
+        assert name in res.stdout
+    assert "_common" not in res.stdout
+    _one_line_error(run("demo", "no_such_demo"), "unknown demo", "fit_silhouette")
+    res = run("demo", "fit_silhouette", "--steps", "2", "--size", "24", "--views", "2", "--level", "1",
+              "--quiet", "--out", tmp_path / "fs", "--gui", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "final silhouette IoU" in res.stdout and "no display found" in res.stdout
+    assert (tmp_path / "fs" / "after.png").exists() and (tmp_path / "fs" / "live" / "live.gif").exists()
+    res = run("demo", "fit_silhouette", "--steps", "-x", cwd=tmp_path)
+    assert res.returncode == 2  # the demo's own argparse error is passed through
+
+
+def test_bench_help_and_missing_checkout(monkeypatch):
+    res = run("bench", "--help")
+    assert res.returncode == 0 and "--quick" in res.stdout
+    monkeypatch.setattr(cli, "repo_root", lambda: None)
+    assert cli.main(["bench"]) == 2
+    assert cli.main(["demo", "--list"]) == 2
+    assert cli.list_demos() == {}
+
+
+def test_info_text_and_json(capsys):
+    res = run("info", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["arch"] in ("cpu", "cuda", "vulkan", "metal") and data["taichi"].startswith("1.7")
+    assert isinstance(data["vulkan"], bool) and data["display"] is False
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "taichirast" in out and "arch" in out and "vulkan" in out
+
+
+def test_console_script_when_installed(tmp_path):
+    exe = shutil.which("taichirast")
+    if exe is None:
+        pytest.skip("the taichirast console script is not on PATH (pip install -e . installs it)")
+    res = subprocess.run([exe, "demo", "--list"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert res.returncode == 0 and "fit_silhouette" in res.stdout
+    res = subprocess.run([exe, "render", str(tmp_path / "none.obj")], capture_output=True, text=True, env=ENV)
+    _one_line_error(res, "no such file")
+
+
+def test_parser_helpers():
+    assert cli._size("32") == (32, 32) and cli._size("24x40") == (24, 40)
+    with pytest.raises(Exception):
+        cli._size("0")
+    assert cli.repo_root() == ROOT
+    assert "fit_silhouette" in cli.list_demos()
+    p = cli.build_parser()
+    a = p.parse_args(["render", "builtin:cube", "--views", "2"])
+    assert a.command == "render" and a.views == 2 and np.allclose(a.light_dir, (-0.4, -0.6, -0.7))

@@ -1,0 +1,208 @@
+"""The viewer: ViewerState (camera, handlers, frame, gradient view) without a window, and the GGUI
+window rendered offscreen (needs Vulkan, e.g. Mesa's lavapipe: skipped with a reason otherwise).
+
+The scene is the built-in torus (asymmetric enough under orbiting once tilted) at 48 x 64 pixels.
+"""
+import numpy as np
+import pytest
+import torch
+
+import taichirast as tr
+from taichirast.live import vulkan_available
+from taichirast.viewer import Viewer, ViewerState, load_view_mesh, view
+
+SIZE = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    v, f = load_view_mesh("builtin:torus")
+    # tilt it so that azimuth changes are visible
+    c, s = np.cos(0.6), np.sin(0.6)
+    v = v @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32).T
+    colors = 0.3 + 0.7 * (v - v.min(0)) / (v.max(0) - v.min(0))
+    return v.astype(np.float32), f, colors.astype(np.float32)
+
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """GGUI's ImGui writes imgui.ini into the working directory: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def _state(mesh, **kw):
+    v, f, col = mesh
+    return ViewerState(v, f, colors=col, size=SIZE, **kw)
+
+
+def _direct(state):
+    """tr.render of the state's camera, light and settings, without the viewer."""
+    with torch.no_grad():
+        rgba = tr.render(torch.from_numpy(np.asarray(state.verts)), state.faces, state.camera(), lights=state.lights(),
+                         **state.render_kwargs())
+    return rgba[0, ..., :3].numpy()
+
+
+def _coverage(state):
+    with torch.no_grad():
+        _, frags = tr.render(state.verts, state.faces, state.camera(), mode="hard", return_fragments=True)
+    return frags.face_id[0].numpy() >= 0
+
+
+def _ggui_or_skip():
+    if not vulkan_available():
+        pytest.skip("GGUI needs Vulkan: no Vulkan loader/driver found (apt-get install mesa-vulkan-drivers libvulkan1)")
+
+
+def test_load_view_mesh_builtin_and_errors(tmp_path):
+    v, f = load_view_mesh("builtin:icosphere")
+    assert v.dtype == np.float32 and f.dtype == np.int32 and np.linalg.norm(v, axis=1).max() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="unknown built-in mesh"):
+        load_view_mesh("builtin:nope")
+    with pytest.raises(FileNotFoundError):
+        load_view_mesh(tmp_path / "missing.obj")
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "dibr"])
+def test_frame_is_tr_render_of_the_same_camera(mesh, mode):
+    st = _state(mesh, mode=mode)
+    img = st.frame()
+    assert img.shape == SIZE + (3,) and img.dtype == np.float32
+    np.testing.assert_allclose(img, _direct(st), atol=1e-6)
+    cov = _coverage(st)
+    assert 0.1 < cov.mean() < 0.9
+    np.testing.assert_allclose(img[~cov].mean(0), st.background, atol=0.02)  # background where the mesh is absent
+
+
+def test_orbit_keys_and_drag_change_the_camera_as_expected(mesh):
+    st = _state(mesh, azimuth=0.0, elevation=10.0)
+    before = st.frame()
+    st.on_key("right")
+    assert st.azimuth == pytest.approx(10.0)
+    after = st.frame()
+    assert np.abs(after - before).max() > 0.2
+    ref = _state(mesh, azimuth=10.0, elevation=10.0).frame()
+    np.testing.assert_allclose(after, ref, atol=1e-6)
+    # left-drag by half the window width = 90 degrees of azimuth the other way; down raises the camera
+    st.on_drag(0.5, 0.1, "left")
+    assert st.azimuth == pytest.approx(-80.0) and st.elevation == pytest.approx(28.0)
+    np.testing.assert_allclose(st.frame(), _state(mesh, azimuth=-80.0, elevation=28.0).frame(), atol=1e-6)
+    st.on_key("up")
+    assert st.elevation == pytest.approx(38.0)
+    st.on_key("r")
+    assert (st.azimuth, st.elevation) == (0.0, 10.0)
+    np.testing.assert_allclose(st.frame(), before, atol=1e-6)
+
+
+def test_zoom_and_pan(mesh):
+    st = _state(mesh)
+    cov0 = _coverage(st).mean()
+    st.on_scroll(3)
+    assert st.distance == pytest.approx(3.0 * 0.9 ** 3)
+    assert _coverage(st).mean() > cov0 * 1.2  # closer: the mesh covers more pixels
+    st.on_drag(0.0, 0.5, "right")
+    assert st.distance > 3.0 * 0.9 ** 3
+    st = _state(mesh)
+    cols0 = np.nonzero(_coverage(st).any(0))[0]
+    st.on_drag(0.2, 0.0, "middle")  # drag right: the mesh moves right in the image
+    cols1 = np.nonzero(_coverage(st).any(0))[0]
+    assert cols1.mean() > cols0.mean() + 5
+    st.on_key("a")  # and back a little
+    assert np.nonzero(_coverage(st).any(0))[0].mean() < cols1.mean()
+    with pytest.raises(ValueError, match="button"):
+        st.on_drag(0.1, 0.1, "fourth")
+
+
+def test_mode_switching_and_sliders(mesh):
+    st = _state(mesh)
+    st.on_key("m")
+    assert st.mode == "soft"
+    st.on_key("3")
+    assert st.mode == "dibr"
+    with pytest.raises(ValueError, match="mode"):
+        st.set_mode("wire")
+    st.set_mode("hard")
+    dim = st.frame()
+    st.light_color = np.array([1.0, 1.0, 1.0]) * 0.2
+    assert st.frame().mean() < dim.mean()
+    st.on_key("g")
+    assert st.show_gradient and st.image().shape == SIZE + (3,)
+    st.on_key("p")
+    assert st.grad_param == "light_color"
+    st.on_key("?")  # unknown keys are ignored
+    with pytest.raises(ValueError, match="verts"):
+        ViewerState(np.zeros((3, 2)), np.zeros((1, 3), np.int32))
+
+
+def test_gradient_view_zero_off_the_mesh_nonzero_on_the_lit_mesh(mesh):
+    st = _state(mesh, mode="hard", ambient=(0.2, 0.2, 0.2))
+    cov = _coverage(st)
+    g = st.gradient_view("light_direction")
+    assert g.shape == SIZE
+    assert np.all(g[~cov] == 0.0)
+    # lit pixels: brighter than ambient alone
+    unlit = _state(mesh, mode="hard", ambient=(0.2, 0.2, 0.2), light_color=(0.0, 0.0, 0.0)).frame()
+    lit = cov & (st.frame().sum(-1) > unlit.sum(-1) + 0.05)
+    assert lit.mean() > 0.05
+    assert np.all(g[lit] > 0)
+    # finite differences are linear in the light colour: d image / d colour is the shading term
+    gc = st.gradient_view("light_color")
+    assert np.all(gc[~cov] == 0.0) and np.all(gc[lit] > 0)
+    # against a target: zero when the image equals the target, non-zero after changing the light
+    st.set_target()
+    assert np.abs(st.gradient_view()).max() < 1e-6
+    st.light_direction = np.array([0.5, -0.6, -0.7])
+    g2 = st.gradient_view()
+    assert np.all(g2[~cov] == 0.0) and g2.max() > 0
+    signed = st.gradient_view(component=0)
+    assert signed.min() < 0 or signed.max() > 0
+    with pytest.raises(ValueError, match="param"):
+        st.gradient_view("fov")
+
+
+def test_vertex_gradient_splatted_on_the_mesh(mesh):
+    st = _state(mesh, mode="soft")
+    g = st.gradient_view("vertices")
+    cov = _coverage(st)
+    assert np.all(g[~cov] == 0.0) and (g[cov] > 0).mean() > 0.9
+    assert st.vertex_gradient().shape == (st.verts.shape[0], 3)
+    img = st.gradient_image("vertices")
+    assert img.shape == SIZE + (3,) and img.max() <= 1.0
+
+
+def test_viewer_offscreen_pixels_match_tr_render(mesh):
+    _ggui_or_skip()
+    st = _state(mesh, mode="hard")
+    viewer = Viewer(st, show_window=False, backend="ggui")
+    try:
+        viewer.draw()
+        shown = viewer.read()
+        assert shown.shape == SIZE + (3,)
+        np.testing.assert_allclose(shown, np.clip(_direct(st), 0, 1), atol=1.5 / 255)  # 8-bit window buffer
+        # simulated input: orbit by key, redraw, the window shows the new camera's render
+        st.on_key("left")
+        viewer.draw()
+        np.testing.assert_allclose(viewer.read(), np.clip(_state(mesh, azimuth=20.0).frame(), 0, 1), atol=1.5 / 255)
+        viewer.handle_input()  # offscreen: no events, no error
+        viewer.run(max_frames=2)  # offscreen: returns at once
+    finally:
+        viewer.close()
+
+
+def test_viewer_fallback_backends_and_screenshot(mesh, tmp_path):
+    st = _state(mesh)
+    for backend in ("gui", "image"):
+        viewer = Viewer(st, show_window=False, backend=backend)
+        viewer.draw()
+        np.testing.assert_allclose(viewer.read(), np.clip(_direct(st), 0, 1), atol=1e-6)
+        p = viewer.screenshot(tmp_path / f"{backend}.png")
+        assert (tmp_path / f"{backend}.png").stat().st_size > 0 and str(p).endswith(".png")
+        viewer.close()
+
+
+def test_view_offscreen_writes_frame_and_gradient(tmp_path):
+    paths = view("builtin:cube", size=(32, 40), show_window=False, out=str(tmp_path / "v.png"), azimuth=35.0)
+    assert [p.split("/")[-1] for p in paths] == ["v.png", "v_gradient.png"]
+    for p in paths:
+        assert (tmp_path / p.split("/")[-1]).stat().st_size > 0
