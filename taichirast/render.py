@@ -15,17 +15,21 @@ Lighting (``lights=`` a :class:`~taichirast.Lights`, ``material=`` a :class:`~ta
 ``texture=`` with ``uvs=`` / ``uv_faces=``) shades the albedo (colours or texture) with
 :func:`taichirast.shade`:
 
-* ``"hard"`` and ``"dibr"`` shade per pixel: interpolated world position, normal (``shading=
-  "smooth"``: interpolated area-weighted vertex normals; ``"flat"``: face normals) and albedo
-  (interpolated colours, or the texture sampled at interpolated UVs). Gradients reach vertices
-  (through positions, normals and barycentrics), colours / texture / UVs, every light and
-  material parameter and the camera.
+* ``"hard"`` and ``"dibr"`` shade per pixel (:func:`taichirast.shade_fragments`, one fused pass
+  over the covered pixels): interpolated world position, normal (``shading="smooth"``:
+  interpolated area-weighted vertex normals; ``"flat"``: face normals) and albedo (interpolated
+  colours, or the texture sampled at interpolated UVs: nearest, bilinear or trilinear with a
+  per-pixel level of detail from the analytic UV derivatives). Gradients reach vertices (through
+  positions, normals, barycentrics and, for trilinear, the level of detail), colours / texture /
+  UVs, every light and material parameter and the camera.
 * ``"soft"`` shades per vertex (Gouraud, as SoftRas does) or per face (``"flat"``), then
   aggregates. With a texture (or per-face colours with smooth shading) each face's corners get
   their own vertices and the texture is sampled at the corner UVs, so texture detail is limited to
   the mesh resolution in this mode. Same gradients, plus silhouettes.
 
-Without ``lights`` the colours are used as they are (unlit).
+Materials (:class:`~taichirast.Material`: ambient reflectance, specular colour, shininess) are
+per mesh, per vertex (interpolated per pixel in hard / DIB-R mode) or per texel (maps sampled at
+the UVs like the texture). Without ``lights`` the colours are used as they are (unlit).
 """
 from __future__ import annotations
 
