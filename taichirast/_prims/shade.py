@@ -46,22 +46,46 @@ _NAMES = ("normals", "positions", "albedo", "material_ambient", "specular", "shi
           "ambient", "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs")
 
 
-def _vec3(name, x, kind, like):
-    x = V.float_array(FN, name, x, kind, like, ndims=(1,), last=3)
-    return x
+# Absent lights become small zero arrays (source None: no gradient is reported for them).
+LIGHT_DUMMIES = {"ambient": (3,), "light_dirs": (1, 3), "light_colors": (1, 3), "point_positions": (1, 3),
+                 "point_colors": (1, 3), "sh_coeffs": (9, 3)}
 
 
-def _pair(dname, cname, d, c, kind, like):
+def vec3(fn, name, x, kind, like):
+    return V.float_array(fn, name, x, kind, like, ndims=(1,), last=3)
+
+
+def _pair(fn, dname, cname, d, c, kind, like):
     if (d is None) != (c is None):
         missing = cname if c is None else dname
-        raise ValueError(f"{FN}: {dname} and {cname} must be given together ({missing} is None)")
+        raise ValueError(f"{fn}: {dname} and {cname} must be given together ({missing} is None)")
     if d is None:
         return None, None
-    d = V.float_array(FN, dname, d, kind, like, ndims=(2,), last=3)
-    c = V.float_array(FN, cname, c, kind, like, ndims=(2,), last=3)
+    d = V.float_array(fn, dname, d, kind, like, ndims=(2,), last=3)
+    c = V.float_array(fn, cname, c, kind, like, ndims=(2,), last=3)
     if d.shape[0] != c.shape[0]:
-        raise ValueError(f"{FN}: {dname} has {d.shape[0]} lights but {cname} has {c.shape[0]}")
+        raise ValueError(f"{fn}: {dname} has {d.shape[0]} lights but {cname} has {c.shape[0]}")
     return d, c
+
+
+def check_lights(fn, kind, like, ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs):
+    """Validated light arrays ``{name: array or None}`` and the numbers of directional / point lights."""
+    arrs = {"ambient": None if ambient is None else vec3(fn, "ambient", ambient, kind, like)}
+    arrs["light_dirs"], arrs["light_colors"] = _pair(fn, "light_dirs", "light_colors", light_dirs, light_colors,
+                                                     kind, like)
+    arrs["point_positions"], arrs["point_colors"] = _pair(fn, "point_positions", "point_colors", point_positions,
+                                                          point_colors, kind, like)
+    if sh_coeffs is not None:
+        sh_coeffs = V.float_array(fn, "sh_coeffs", sh_coeffs, kind, like, ndims=(2,), last=3)
+        if sh_coeffs.shape[0] != 9:
+            raise ValueError(f"{fn}: sh_coeffs must have shape (9, 3) (SH bands 0-2), got {tuple(sh_coeffs.shape)}")
+    arrs["sh_coeffs"] = sh_coeffs
+    L = 0 if arrs["light_dirs"] is None else arrs["light_dirs"].shape[0]
+    P = 0 if arrs["point_positions"] is None else arrs["point_positions"].shape[0]
+    for name, n in (("light_dirs", L), ("light_colors", L), ("point_positions", P), ("point_colors", P)):
+        if n == 0:
+            arrs[name] = None
+    return arrs, L, P
 
 
 def prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
@@ -93,32 +117,19 @@ def prepare(normals, positions, albedo, specular, shininess, camera_center, ambi
     if N and float(A.detach(shininess).min()) < 0:
         raise ValueError(f"{FN}: shininess must be >= 0")
     arrs["shininess"] = shininess
-    arrs["camera_center"] = _vec3("camera_center", camera_center, kind, like)
-    arrs["ambient"] = None if ambient is None else _vec3("ambient", ambient, kind, like)
-    arrs["light_dirs"], arrs["light_colors"] = _pair("light_dirs", "light_colors", light_dirs, light_colors,
-                                                     kind, like)
-    arrs["point_positions"], arrs["point_colors"] = _pair("point_positions", "point_colors", point_positions,
-                                                          point_colors, kind, like)
-    if sh_coeffs is not None:
-        sh_coeffs = V.float_array(FN, "sh_coeffs", sh_coeffs, kind, like, ndims=(2,), last=3)
-        if sh_coeffs.shape[0] != 9:
-            raise ValueError(f"{FN}: sh_coeffs must have shape (9, 3) (SH bands 0-2), got {tuple(sh_coeffs.shape)}")
-    arrs["sh_coeffs"] = sh_coeffs
+    arrs["camera_center"] = vec3(FN, "camera_center", camera_center, kind, like)
+    lights, L, P = check_lights(FN, kind, like, ambient, light_dirs, light_colors, point_positions, point_colors,
+                                sh_coeffs)
+    arrs.update(lights)
     V.same_float(FN, **arrs)
-    L = 0 if arrs["light_dirs"] is None else arrs["light_dirs"].shape[0]
-    P = 0 if arrs["point_positions"] is None else arrs["point_positions"].shape[0]
-    # Absent inputs become small zero arrays (source None: no gradient is reported for them).
-    dummies = {"ambient": (3,), "light_dirs": (1, 3), "light_colors": (1, 3), "point_positions": (1, 3),
-               "point_colors": (1, 3), "sh_coeffs": (9, 3)}
     inputs, sources = [], []
     for name in _NAMES:
         x = arrs[name]
         if name == "material_ambient" and material_ambient is None:
             inputs.append(x)
             sources.append(None)
-        elif x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
-                (name in ("point_positions", "point_colors") and P == 0):
-            inputs.append(A.zeros(like, dummies[name]))
+        elif x is None:
+            inputs.append(A.zeros(like, LIGHT_DUMMIES[name]))
             sources.append(None)
         else:
             inputs.append(x)

@@ -29,9 +29,8 @@ from __future__ import annotations
 from .. import _array as A
 from .. import _validate as V
 from .._primitive import Prepared, Primitive
-from ..runtime import ensure_init
 from .interpolate import _int_image
-from .shade import _pair, _vec3
+from .shade import LIGHT_DUMMIES, _kernels, check_lights, vec3
 
 FN = "shade_fragments"
 
@@ -112,36 +111,25 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
     cam = _batched("camera_center", camera_center, kind, like, B, 1)
     arrs = {"face_id": face_id, "bary": bary, "positions": positions, "position_faces": position_faces,
             "normals": normals, "normal_faces": normal_faces, "albedo": albedo, "camera_center": cam}
-    arrs["ambient"] = None if ambient is None else _vec3("ambient", ambient, kind, like)
-    arrs["light_dirs"], arrs["light_colors"] = _pair("light_dirs", "light_colors", light_dirs, light_colors,
-                                                     kind, like)
-    arrs["point_positions"], arrs["point_colors"] = _pair("point_positions", "point_colors", point_positions,
-                                                          point_colors, kind, like)
-    if sh_coeffs is not None:
-        sh_coeffs = V.float_array(FN, "sh_coeffs", sh_coeffs, kind, like, ndims=(2,), last=3)
-        if sh_coeffs.shape[0] != 9:
-            raise ValueError(f"{FN}: sh_coeffs must have shape (9, 3) (SH bands 0-2), got {tuple(sh_coeffs.shape)}")
-    arrs["sh_coeffs"] = sh_coeffs
+    lights, L, P = check_lights(FN, kind, like, ambient, light_dirs, light_colors, point_positions, point_colors,
+                                sh_coeffs)
+    arrs.update(lights)
     flags, given = {}, {}
     for name, x, C, default in (("material_ambient", material_ambient, 3, 1.0), ("specular", specular, 3, 0.0),
                                 ("shininess", shininess, 1, 1.0)):
         arrs[name], flags[name], given[name] = _material(name, x, kind, like, B, H, W, C, default)
     if given["shininess"] and float(A.detach(arrs["shininess"]).min()) < 0:
         raise ValueError(f"{FN}: shininess must be >= 0")
-    arrs["background"] = None if background is None else _vec3("background", background, kind, like)
+    arrs["background"] = None if background is None else vec3(FN, "background", background, kind, like)
     V.same_float(FN, **{k_: v for k_, v in arrs.items() if k_ not in ("face_id", "position_faces", "normal_faces")})
-    L = 0 if arrs["light_dirs"] is None else arrs["light_dirs"].shape[0]
-    P = 0 if arrs["point_positions"] is None else arrs["point_positions"].shape[0]
-    dummies = {"ambient": (3,), "light_dirs": (1, 3), "light_colors": (1, 3), "point_positions": (1, 3),
-               "point_colors": (1, 3), "sh_coeffs": (9, 3), "background": (3,)}
+    dummies = dict(LIGHT_DUMMIES, background=(3,))
     inputs, sources = [], []
     for name in _NAMES:
         x = arrs[name]
         if name in given:
             inputs.append(x)
             sources.append(name if given[name] else None)
-        elif x is None or (name in ("light_dirs", "light_colors") and L == 0) or \
-                (name in ("point_positions", "point_colors") and P == 0):
+        elif x is None:
             inputs.append(A.zeros(like, dummies[name]))
             sources.append(None)
         else:
@@ -150,13 +138,6 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
     params = {"L": L, "P": P, "k": k, "model": MODELS[model], "use_sh": int(sh_coeffs is not None),
               "pix": (flags["material_ambient"], flags["specular"], flags["shininess"])}
     return Prepared(inputs=inputs, sources=sources, params=params)
-
-
-def _kernels(x):
-    from taichirast.kernels import real_type, shade
-
-    ensure_init()
-    return shade.build(real_type(A.dtype_name(x)))
 
 
 def forward(inputs, params):
