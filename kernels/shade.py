@@ -45,9 +45,10 @@ Backward (given g = dL/d out[p], one thread per point; no atomics): with ``G = s
                  g_n += sum_k G(g albedo sh[k]) / pi grad B_k(n)
     normals:     g_normals = normalize_bwd(normals[p], g_n)
 Light, ambient, SH (and, in ``shade_fragments``, camera, background and per-mesh material)
-gradients are summed serially inside a "row" of points (``CHUNK`` flat points, or one image row)
-into ``(rows, ...)`` partial buffers that the caller sums with array ops: deterministic, no
-contended atomics and buffers ~100x smaller than one entry per point. The gradient of ``max(., 0)``
+gradients are summed in registers over a "row" of points (``CHUNK`` flat points, or one image
+row) by one thread and written once per row into ``(rows, ...)`` partial buffers that the caller
+sums with array ops: deterministic, no atomics, and buffers ~100x smaller than one entry per
+point. The numbers of lights ``L`` and ``P`` are compile-time constants (the light loops unroll). The gradient of ``max(., 0)``
 and of the ``n.l > 0`` switch is taken as 0 at the kink.
 
 Two kernel pairs share the per-point math (``_point_fwd`` / ``_point_bwd``):
@@ -148,16 +149,16 @@ def build(real):
 
     @ti.func
     def _point_fwd(nr, x, cam, alb, ka, spc, shin, ambient: ti.template(), ldir: ti.template(),
-                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(), L, P, k,
-                   model: ti.template(), use_sh: ti.template()):
+                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(),
+                   L: ti.template(), P: ti.template(), k, model: ti.template(), use_sh: ti.template()):
         n = nr * _inv_norm(nr)
         vr = cam - x
         v = vr * _inv_norm(vr)
         acc = alb * ka * vec3(ambient[0], ambient[1], ambient[2])
-        for j in range(L + P):
+        for j in ti.static(range(L + P)):
             l = vec3(0.0, 0.0, 0.0)
             c = vec3(0.0, 0.0, 0.0)
-            if j < L:
+            if ti.static(j < L):
                 d = _load(ldir, j)
                 l = -d * _inv_norm(d)
                 c = _load(lcol, j)
@@ -181,12 +182,11 @@ def build(real):
 
     @ti.func
     def _point_bwd(g, nr, x, cam, alb, ka, spc, shin, ambient: ti.template(), ldir: ti.template(),
-                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(), L, P, k,
-                   model: ti.template(), use_sh: ti.template(), r, g_amb: ti.template(),
-                   g_ldir: ti.template(), g_lcol: ti.template(), g_ppos: ti.template(), g_pcol: ti.template(),
-                   g_sh: ti.template()):
-        """Adds the light / ambient / SH gradients of one point into row ``r`` of the partial buffers
-        and returns (g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin)."""
+                   lcol: ti.template(), ppos: ti.template(), pcol: ti.template(), sh: ti.template(),
+                   L: ti.template(), P: ti.template(), k, model: ti.template(), use_sh: ti.template()):
+        """Gradients of one point: (g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin) and the light
+        gradients G_amb (3,), G_ld / G_lc (max(L,1), 3), G_pp / G_pc (max(P,1), 3), G_sh (9, 3), which
+        the caller accumulates in registers over its row (L and P are compile-time constants)."""
         inv_n = _inv_norm(nr)
         n = nr * inv_n
         vr = cam - x
@@ -198,19 +198,22 @@ def build(real):
         g_x = vec3(0.0, 0.0, 0.0)
         g_alb = g * ka * amb
         g_ka = g * alb * amb
-        ga_amb = g * alb * ka
-        for i in ti.static(range(3)):
-            g_amb[r, i] += ga_amb[i]
+        G_amb = g * alb * ka
+        G_ld = ti.Matrix.zero(real, ti.static(max(L, 1)), 3)
+        G_lc = ti.Matrix.zero(real, ti.static(max(L, 1)), 3)
+        G_pp = ti.Matrix.zero(real, ti.static(max(P, 1)), 3)
+        G_pc = ti.Matrix.zero(real, ti.static(max(P, 1)), 3)
+        G_sh = ti.Matrix.zero(real, 9, 3)
         g_spc = vec3(0.0, 0.0, 0.0)
         g_shin = real(0.0)
-        for j in range(L + P):
+        for j in ti.static(range(L + P)):
             l = vec3(0.0, 0.0, 0.0)
             c = vec3(0.0, 0.0, 0.0)
             c0 = vec3(0.0, 0.0, 0.0)
             w = vec3(0.0, 0.0, 0.0)
             inv_l = real(0.0)
             att = real(1.0)
-            if j < L:
+            if ti.static(j < L):
                 d = _load(ldir, j)
                 inv_l = _inv_norm(d)
                 l = -d * inv_l
@@ -250,19 +253,19 @@ def build(real):
                             grn = g_r.dot(n)
                             g_n += real(2.0) * ndl * g_r + real(2.0) * grn * l
                             g_l += real(2.0) * grn * n - g_r
-                if j < L:
+                if ti.static(j < L):
                     # l = -u with u = normalize(d): g_u = -g_l, g_d = normalize_bwd(u, -g_l)
                     g_d = _norm_bwd(-l, inv_l, -g_l)
                     for i in ti.static(range(3)):
-                        g_ldir[r, j, i] += g_d[i]
-                        g_lcol[r, j, i] += g_c[i]
+                        G_ld[j, i] = g_d[i]
+                        G_lc[j, i] = g_c[i]
                 else:
                     g_d2 = -k * att * att * (g_c * c0).sum()
                     g_w = _norm_bwd(l, inv_l, g_l) + real(2.0) * g_d2 * w
                     g_x -= g_w
                     for i in ti.static(range(3)):
-                        g_ppos[r, j - L, i] += g_w[i]
-                        g_pcol[r, j - L, i] += g_c[i] * att
+                        G_pp[j - L, i] = g_w[i]
+                        G_pc[j - L, i] = g_c[i] * att
         if ti.static(use_sh):
             bk = _sh_basis(n)
             e = vec3(0.0, 0.0, 0.0)
@@ -273,19 +276,43 @@ def build(real):
                 e += bk[q] * shq
                 wk[q] = (ga * shq).sum()
                 for i in ti.static(range(3)):
-                    g_sh[r, q, i] += ga[i] * bk[q]
+                    G_sh[q, i] = ga[i] * bk[q]
             g_alb += g * e
             g_n += _sh_grad(n, wk)
         g_cam = _norm_bwd(v, inv_v, g_v)
         g_x -= g_cam
         g_nr = _norm_bwd(n, inv_n, g_n)
-        return g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin
+        return g_nr, g_x, g_cam, g_alb, g_ka, g_spc, g_shin, G_amb, G_ld, G_lc, G_pp, G_pc, G_sh
+
+    @ti.func
+    def _lights_acc(L: ti.template(), P: ti.template()):
+        """Zeroed register accumulators for one row: amb (3,), ld, lc (max(L,1), 3), pp, pc (max(P,1), 3), sh (9, 3)."""
+        return (vec3(0.0, 0.0, 0.0), ti.Matrix.zero(real, ti.static(max(L, 1)), 3),
+                ti.Matrix.zero(real, ti.static(max(L, 1)), 3), ti.Matrix.zero(real, ti.static(max(P, 1)), 3),
+                ti.Matrix.zero(real, ti.static(max(P, 1)), 3), ti.Matrix.zero(real, 9, 3))
+
+    @ti.func
+    def _lights_store(r, A_amb, A_ld, A_lc, A_pp, A_pc, A_sh, g_amb: ti.template(), g_ldir: ti.template(),
+                      g_lcol: ti.template(), g_ppos: ti.template(), g_pcol: ti.template(), g_sh: ti.template(),
+                      L: ti.template(), P: ti.template(), use_sh: ti.template()):
+        """Write one row's accumulated light gradients (row r is owned by the calling thread)."""
+        for i in ti.static(range(3)):
+            g_amb[r, i] = A_amb[i]
+            for j in ti.static(range(L)):
+                g_ldir[r, j, i] = A_ld[j, i]
+                g_lcol[r, j, i] = A_lc[j, i]
+            for j in ti.static(range(P)):
+                g_ppos[r, j, i] = A_pp[j, i]
+                g_pcol[r, j, i] = A_pc[j, i]
+            if ti.static(use_sh):
+                for q in ti.static(range(9)):
+                    g_sh[r, q, i] = A_sh[q, i]
 
     # ------------------------------------------------------------------ flat points
     @ti.kernel
     def forward(normals: arr, positions: arr, albedo: arr, ka: arr, specular: arr, shininess: arr, cam: arr,
                 ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, out: arr,
-                L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
+                L: ti.template(), P: ti.template(), k: real, model: ti.template(), use_sh: ti.template()):
         for p in range(out.shape[0]):
             acc = _point_fwd(_load(normals, p), _load(positions, p), vec3(cam[0], cam[1], cam[2]),
                              _load(albedo, p), _load(ka, p), _load(specular, p), shininess[p], ambient,
@@ -298,28 +325,40 @@ def build(real):
                  ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, g_out: arr,
                  g_normals: arr, g_positions: arr, g_albedo: arr, g_ka: arr, g_specular: arr, g_shininess: arr,
                  g_cam: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr, g_sh: arr,
-                 L: ti.i32, P: ti.i32, k: real, model: ti.template(), use_sh: ti.template()):
+                 L: ti.template(), P: ti.template(), k: real, model: ti.template(), use_sh: ti.template()):
         """Per point (fully written): g_normals/g_positions/g_albedo/g_ka/g_specular (N, 3),
-        g_shininess (N,). Per row of CHUNK points (zero-initialised, accumulated): g_cam/g_amb
+        g_shininess (N,). Per row of CHUNK points (fully written, summed in registers): g_cam/g_amb
         (R, 3), g_ldir/g_lcol (R, max(L,1), 3), g_ppos/g_pcol (R, max(P,1), 3), g_sh (R, 9, 3)."""
         N = g_out.shape[0]
         for r in range(g_cam.shape[0]):
+            A_amb, A_ld, A_lc, A_pp, A_pc, A_sh = _lights_acc(L, P)
+            A_cam = vec3(0.0, 0.0, 0.0)
             for q in range(CHUNK):
                 p = r * CHUNK + q
                 if p < N:
-                    g_nr, g_x, g_c, g_alb, g_k, g_spc, g_shin = _point_bwd(
+                    g_nr, g_x, g_c, g_alb, g_k, g_spc, g_shin, G_amb, G_ld, G_lc, G_pp, G_pc, G_sh = _point_bwd(
                         _load(g_out, p), _load(normals, p), _load(positions, p), vec3(cam[0], cam[1], cam[2]),
                         _load(albedo, p), _load(ka, p), _load(specular, p), shininess[p], ambient,
-                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh, r,
-                        g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh)
+                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+                    A_amb += G_amb
+                    A_ld += G_ld
+                    A_lc += G_lc
+                    A_pp += G_pp
+                    A_pc += G_pc
+                    if ti.static(use_sh):
+                        A_sh += G_sh
+                    A_cam += g_c
                     for i in ti.static(range(3)):
                         g_normals[p, i] = g_nr[i]
                         g_positions[p, i] = g_x[i]
                         g_albedo[p, i] = g_alb[i]
                         g_ka[p, i] = g_k[i]
                         g_specular[p, i] = g_spc[i]
-                        g_cam[r, i] += g_c[i]
                     g_shininess[p] = g_shin
+            _lights_store(r, A_amb, A_ld, A_lc, A_pp, A_pc, A_sh, g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh,
+                          L, P, use_sh)
+            for i in ti.static(range(3)):
+                g_cam[r, i] = A_cam[i]
 
     # ------------------------------------------------------------------ rasterized fragments
     @ti.func
@@ -358,7 +397,7 @@ def build(real):
     @ti.kernel
     def frag_forward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
                      cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
-                     ka: arr, spc: arr, shin: arr, bg: arr, out: arr, L: ti.i32, P: ti.i32, k: real,
+                     ka: arr, spc: arr, shin: arr, bg: arr, out: arr, L: ti.template(), P: ti.template(), k: real,
                      model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(), spc_pix: ti.template(),
                      shin_pix: ti.template()):
         for b, y, x in face_id:
@@ -380,23 +419,29 @@ def build(real):
                       ka: arr, spc: arr, shin: arr, bg: arr, g_out: arr,
                       g_bary: arr, g_pos: arr, g_nrm: arr, g_albedo: arr, g_ka: arr, g_spc: arr, g_shin: arr,
                       g_cam: arr, g_bg: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr,
-                      g_sh: arr, L: ti.i32, P: ti.i32, k: real,
+                      g_sh: arr, L: ti.template(), P: ti.template(), k: real,
                       model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
                       spc_pix: ti.template(), shin_pix: ti.template()):
         """One thread per image row r = b * H + y, pixels of the row in order. Written per pixel:
         g_bary (B,H,W,3), g_albedo (B,H,W,3), and the per-pixel materials (``*_pix``) g_ka/g_spc
-        (B,H,W,3), g_shin (B,H,W,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials
-        (zero-initialised, R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
-        g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
+        (B,H,W,3), g_shin (B,H,W,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials, summed
+        in registers and written once per row (R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers
+        (R, ., 3), g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
         B, H, W = face_id.shape[0], face_id.shape[1], face_id.shape[2]
         for b, y in ti.ndrange(B, H):
             r = b * H + y
+            A_amb, A_ld, A_lc, A_pp, A_pc, A_sh = _lights_acc(L, P)
+            A_cam = vec3(0.0, 0.0, 0.0)
+            A_bg = vec3(0.0, 0.0, 0.0)
+            A_ka = vec3(0.0, 0.0, 0.0)
+            A_spc = vec3(0.0, 0.0, 0.0)
+            A_shin = real(0.0)
             for x in range(W):
                 g = vec3(g_out[b, y, x, 0], g_out[b, y, x, 1], g_out[b, y, x, 2])
                 f = face_id[b, y, x]
                 if f < 0:
+                    A_bg += g
                     for i in ti.static(range(3)):
-                        g_bg[r, i] += g[i]
                         g_albedo[b, y, x, i] = real(0.0)
                         g_bary[b, y, x, i] = real(0.0)
                     if ti.static(ka_pix):
@@ -412,10 +457,17 @@ def build(real):
                     bc = ti.min(b, cam.shape[0] - 1)
                     m_ka, m_spc, m_shin = _mat(ka, spc, shin, b, y, x, ka_pix, spc_pix, shin_pix)
                     alb = vec3(albedo[b, y, x, 0], albedo[b, y, x, 1], albedo[b, y, x, 2])
-                    g_nr, g_x, g_c, g_alb, g_k, g_s, g_sh1 = _point_bwd(
+                    g_nr, g_x, g_c, g_alb, g_k, g_s, g_sh1, G_amb, G_ld, G_lc, G_pp, G_pc, G_sh = _point_bwd(
                         g, nr, xw, vec3(cam[bc, 0], cam[bc, 1], cam[bc, 2]), alb, m_ka, m_spc, m_shin, ambient,
-                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh, r,
-                        g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh)
+                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+                    A_amb += G_amb
+                    A_ld += G_ld
+                    A_lc += G_lc
+                    A_pp += G_pp
+                    A_pc += G_pc
+                    if ti.static(use_sh):
+                        A_sh += G_sh
+                    A_cam += g_c
                     bp = ti.min(b, pos.shape[0] - 1)
                     bn = ti.min(b, nrm.shape[0] - 1)
                     for c in ti.static(range(3)):
@@ -430,19 +482,30 @@ def build(real):
                             ti.atomic_add(g_nrm[bn, ni, i], w * g_nr[i])
                     for i in ti.static(range(3)):
                         g_albedo[b, y, x, i] = g_alb[i]
-                        g_cam[r, i] += g_c[i]
-                    for i in ti.static(range(3)):
-                        if ti.static(ka_pix):
+                    if ti.static(ka_pix):
+                        for i in ti.static(range(3)):
                             g_ka[b, y, x, i] = g_k[i]
-                        else:
-                            g_ka[r, i] += g_k[i]
-                        if ti.static(spc_pix):
+                    else:
+                        A_ka += g_k
+                    if ti.static(spc_pix):
+                        for i in ti.static(range(3)):
                             g_spc[b, y, x, i] = g_s[i]
-                        else:
-                            g_spc[r, i] += g_s[i]
+                    else:
+                        A_spc += g_s
                     if ti.static(shin_pix):
                         g_shin[b, y, x, 0] = g_sh1
                     else:
-                        g_shin[r, 0] += g_sh1
+                        A_shin += g_sh1
+            _lights_store(r, A_amb, A_ld, A_lc, A_pp, A_pc, A_sh, g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh,
+                          L, P, use_sh)
+            for i in ti.static(range(3)):
+                g_cam[r, i] = A_cam[i]
+                g_bg[r, i] = A_bg[i]
+                if ti.static(not ka_pix):
+                    g_ka[r, i] = A_ka[i]
+                if ti.static(not spc_pix):
+                    g_spc[r, i] = A_spc[i]
+            if ti.static(not shin_pix):
+                g_shin[r, 0] = A_shin
 
     return forward, backward, frag_forward, frag_backward

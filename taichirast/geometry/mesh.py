@@ -55,6 +55,21 @@ def _unbatch(x, batched):
     return x if batched else x[0]
 
 
+def _scatter_add(src, index, num):
+    """``out[b, index[n]] += src[b, n]``: ``src (B, N, ...)``, ``index (N,)`` -> ``(B, num, ...)``.
+
+    One ``index_add`` along dim 0 of the flattened batch: torch's CPU index_add along an inner
+    dimension is ~4x slower (18 vs 4 ms for the bunny's vertex normals)."""
+    B, N = src.shape[:2]
+    rest = tuple(src.shape[2:])
+    if B == 1:
+        flat_index = index
+    else:
+        flat_index = (index[None] + num * torch.arange(B, device=index.device)[:, None]).reshape(-1)
+    out = src.new_zeros((B * num,) + rest).index_add_(0, flat_index, src.reshape((B * N,) + rest))
+    return out.reshape((B, num) + rest)
+
+
 # ------------------------------------------------------------------------------ normals and areas
 def _corners(v, f):
     """(B, V, 3), (F, 3) -> three (B, F, 3) corner tensors."""
@@ -122,7 +137,7 @@ def vertex_normals(verts, faces, weighting: str = "area"):
             w = nu[:, :, None, :].expand(-1, -1, 3, -1)
         else:
             w = nu[:, :, None, :] * _corner_angles(a, b, c)[..., None]
-    out = torch.zeros_like(v).index_add_(1, f.reshape(-1), w.reshape(v.shape[0], -1, 3))
+    out = _scatter_add(w.reshape(v.shape[0], -1, 3), f.reshape(-1), v.shape[1])
     return _unbatch(_safe_normalize(out), batched)
 
 
@@ -453,8 +468,8 @@ def cotangent_laplacian_loss(verts, faces):
     v, batched = _verts("cotangent_laplacian_loss", verts)
     f = _faces("cotangent_laplacian_loss", faces, v.shape[1], v.device)
     rows, cols, vals = _cot_entries(v, f)
-    wsum = torch.zeros(v.shape[:2], dtype=v.dtype, device=v.device).index_add(1, rows, vals)
-    lap = torch.zeros_like(v).index_add(1, rows, vals[..., None] * (v[:, cols] - v[:, rows]))
+    wsum = _scatter_add(vals, rows, v.shape[1])
+    lap = _scatter_add(vals[..., None] * (v[:, cols] - v[:, rows]), rows, v.shape[1])
     ok = wsum.abs() > 1e-10
     delta = torch.where(ok[..., None], lap / torch.where(ok, wsum, torch.ones_like(wsum))[..., None],
                         torch.zeros_like(lap))
