@@ -241,7 +241,7 @@ def build(real):
                         g_c += g * spc * s
                         g_s = (g * spc * c).sum()
                         g_shin += g_s * s * ti.log(t)
-                        g_t = g_s * shin * ti.pow(t, shin - real(1.0))
+                        g_t = g_s * shin * s / t  # d(t^shin)/dt = shin t^(shin-1) = shin s / t (t > 0)
                         if ti.static(model == BLINN_PHONG):
                             g_n += g_t * hr
                             g_hraw = _norm_bwd(hr, inv_h, g_t * n)
