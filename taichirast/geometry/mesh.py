@@ -127,6 +127,22 @@ def vertex_normals(verts, faces, weighting: str = "area"):
     f = _faces("vertex_normals", faces, v.shape[1], v.device)
     if weighting not in ("area", "angle", "uniform"):
         raise ValueError(f"vertex_normals: weighting must be 'area', 'angle' or 'uniform', got {weighting!r}")
+    if weighting == "area" and _kernel_readable(v):
+        from .._prims.normals import PRIM
+
+        return _unbatch(PRIM.torch_call(v, f.int()), batched)
+    return _unbatch(_vertex_normals_torch(v, f, weighting), batched)
+
+
+def _kernel_readable(x):
+    """True when the Taichi backend reads ``x`` in place (CPU tensors on cpu, CUDA on cuda)."""
+    from ..runtime import requested_arch
+
+    return x.device.type == ("cuda" if requested_arch() == "cuda" else "cpu")
+
+
+def _vertex_normals_torch(v, f, weighting):
+    """Reference implementation of :func:`vertex_normals` in torch ops: ``(B, V, 3)``."""
     a, b, c = _corners(v, f)
     n = torch.cross(b - a, c - a, dim=-1)  # length = 2 * area
     if weighting == "area":
@@ -138,7 +154,7 @@ def vertex_normals(verts, faces, weighting: str = "area"):
         else:
             w = nu[:, :, None, :] * _corner_angles(a, b, c)[..., None]
     out = _scatter_add(w.reshape(v.shape[0], -1, 3), f.reshape(-1), v.shape[1])
-    return _unbatch(_safe_normalize(out), batched)
+    return _safe_normalize(out)
 
 
 # ------------------------------------------------------------------------------------- adjacency
