@@ -80,3 +80,18 @@ def test_cuda_tensor_rejected_on_cpu_arch():
     with pytest.raises(ValueError, match="device"):
         tr.ops.project_points(v, torch.eye(3, device=v.device), torch.zeros(3, device=v.device),
                               torch.ones(4, device=v.device))
+
+
+def test_pyproject_lists_every_subpackage():
+    """A wheel (non-editable) install only ships the packages pyproject names: each folder with an
+    __init__.py under taichirast/ must be listed (a missing one imports fine from a checkout)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as fh:
+        listed = set(tomllib.load(fh)["tool"]["setuptools"]["packages"])
+    found = {"taichirast.kernels"}
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "taichirast")):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        if "__init__.py" in filenames:
+            found.add(os.path.relpath(dirpath, root).replace(os.sep, "."))
+    assert found == listed, f"missing from pyproject: {sorted(found - listed)}, extra: {sorted(listed - found)}"
