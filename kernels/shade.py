@@ -361,57 +361,47 @@ def build(real):
                 g_cam[r, i] = A_cam[i]
 
     # ------------------------------------------------------------------ rasterized fragments
+    # Flat layout (multi-dimensional ndarray indexing costs ~3x more per access on the CPU backend):
+    # pixels p = (b * H + y) * W + x of N = B*H*W; face_id (N,), bary/albedo/out (N, 3);
+    # pos (Bp*V, 3), nrm (Bn*Vn, 3); cam (Bc, 3); a material is (N, C) per pixel or (Bm, C) per mesh.
     @ti.func
     def _frag_geom(face_id: ti.template(), bary: ti.template(), pos: ti.template(), pfaces: ti.template(),
-                   nrm: ti.template(), nfaces: ti.template(), b, y, x):
-        f = face_id[b, y, x]
-        bp = ti.min(b, pos.shape[0] - 1)
-        bn = ti.min(b, nrm.shape[0] - 1)
+                   nrm: ti.template(), nfaces: ti.template(), p, b, V, Vn):
+        f = face_id[p]
+        pb = ti.min(b, pos.shape[0] // V - 1) * V
+        nb = ti.min(b, nrm.shape[0] // Vn - 1) * Vn
         xw = vec3(0.0, 0.0, 0.0)
         nr = vec3(0.0, 0.0, 0.0)
         for c in ti.static(range(3)):
-            w = bary[b, y, x, c]
-            vi = pfaces[f, c]
-            ni = nfaces[f, c]
-            xw += w * vec3(pos[bp, vi, 0], pos[bp, vi, 1], pos[bp, vi, 2])
-            nr += w * vec3(nrm[bn, ni, 0], nrm[bn, ni, 1], nrm[bn, ni, 2])
-        return xw, nr
+            w = bary[p, c]
+            xw += w * _load(pos, pb + pfaces[f, c])
+            nr += w * _load(nrm, nb + nfaces[f, c])
+        return xw, nr, pb, nb
 
     @ti.func
-    def _mat_load(a: ti.template(), b, y, x, pix: ti.template()):
-        bm = ti.min(b, a.shape[0] - 1)
-        yy, xx = 0, 0
-        if ti.static(pix):
-            yy, xx = y, x
-        return bm, yy, xx
-
-    @ti.func
-    def _mat(ka: ti.template(), spc: ti.template(), shin: ti.template(), b, y, x, ka_pix: ti.template(),
+    def _mat(ka: ti.template(), spc: ti.template(), shin: ti.template(), p, b, ka_pix: ti.template(),
              spc_pix: ti.template(), shin_pix: ti.template()):
-        b1, y1, x1 = _mat_load(ka, b, y, x, ka_pix)
-        b2, y2, x2 = _mat_load(spc, b, y, x, spc_pix)
-        b3, y3, x3 = _mat_load(shin, b, y, x, shin_pix)
-        return (vec3(ka[b1, y1, x1, 0], ka[b1, y1, x1, 1], ka[b1, y1, x1, 2]),
-                vec3(spc[b2, y2, x2, 0], spc[b2, y2, x2, 1], spc[b2, y2, x2, 2]), shin[b3, y3, x3, 0])
+        i1 = p if ti.static(ka_pix) else ti.min(b, ka.shape[0] - 1)
+        i2 = p if ti.static(spc_pix) else ti.min(b, spc.shape[0] - 1)
+        i3 = p if ti.static(shin_pix) else ti.min(b, shin.shape[0] - 1)
+        return _load(ka, i1), _load(spc, i2), shin[i3, 0]
 
     @ti.kernel
     def frag_forward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
                      cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
-                     ka: arr, spc: arr, shin: arr, bg: arr, out: arr, L: ti.template(), P: ti.template(), k: real,
-                     model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(), spc_pix: ti.template(),
-                     shin_pix: ti.template()):
-        for b, y, x in face_id:
+                     ka: arr, spc: arr, shin: arr, bg: arr, out: arr, HW: ti.i32, V: ti.i32, Vn: ti.i32,
+                     L: ti.template(), P: ti.template(), k: real, model: ti.template(), use_sh: ti.template(),
+                     ka_pix: ti.template(), spc_pix: ti.template(), shin_pix: ti.template()):
+        for p in range(face_id.shape[0]):
             res = vec3(bg[0], bg[1], bg[2])
-            if face_id[b, y, x] >= 0:
-                xw, nr = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, b, y, x)
-                bc = ti.min(b, cam.shape[0] - 1)
-                m_ka, m_spc, m_shin = _mat(ka, spc, shin, b, y, x, ka_pix, spc_pix, shin_pix)
-                ba = ti.min(b, albedo.shape[0] - 1)
-                alb = vec3(albedo[ba, y, x, 0], albedo[ba, y, x, 1], albedo[ba, y, x, 2])
-                res = _point_fwd(nr, xw, vec3(cam[bc, 0], cam[bc, 1], cam[bc, 2]), alb, m_ka, m_spc, m_shin,
-                                 ambient, ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+            if face_id[p] >= 0:
+                b = p // HW
+                xw, nr, pb, nb = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, p, b, V, Vn)
+                m_ka, m_spc, m_shin = _mat(ka, spc, shin, p, b, ka_pix, spc_pix, shin_pix)
+                res = _point_fwd(nr, xw, _load(cam, ti.min(b, cam.shape[0] - 1)), _load(albedo, p), m_ka, m_spc,
+                                 m_shin, ambient, ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
             for i in ti.static(range(3)):
-                out[b, y, x, i] = res[i]
+                out[p, i] = res[i]
 
     @ti.kernel
     def frag_backward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
@@ -419,47 +409,43 @@ def build(real):
                       ka: arr, spc: arr, shin: arr, bg: arr, g_out: arr,
                       g_bary: arr, g_pos: arr, g_nrm: arr, g_albedo: arr, g_ka: arr, g_spc: arr, g_shin: arr,
                       g_cam: arr, g_bg: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr,
-                      g_sh: arr, L: ti.template(), P: ti.template(), k: real,
-                      model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
+                      g_sh: arr, HW: ti.i32, W: ti.i32, V: ti.i32, Vn: ti.i32, L: ti.template(), P: ti.template(),
+                      k: real, model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
                       spc_pix: ti.template(), shin_pix: ti.template()):
-        """One thread per image row r = b * H + y, pixels of the row in order. Written per pixel:
-        g_bary (B,H,W,3), g_albedo (B,H,W,3), and the per-pixel materials (``*_pix``) g_ka/g_spc
-        (B,H,W,3), g_shin (B,H,W,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials, summed
-        in registers and written once per row (R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers
-        (R, ., 3), g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
-        B, H, W = face_id.shape[0], face_id.shape[1], face_id.shape[2]
-        for b, y in ti.ndrange(B, H):
-            r = b * H + y
+        """One thread per image row r (pixels r * W .. r * W + W - 1, in order). Written per pixel:
+        g_bary (N,3), g_albedo (N,3), and the per-pixel materials (``*_pix``) g_ka/g_spc (N,3),
+        g_shin (N,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials, summed in registers
+        and written once per row (R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
+        g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
+        for r in range(g_cam.shape[0]):
             A_amb, A_ld, A_lc, A_pp, A_pc, A_sh = _lights_acc(L, P)
             A_cam = vec3(0.0, 0.0, 0.0)
             A_bg = vec3(0.0, 0.0, 0.0)
             A_ka = vec3(0.0, 0.0, 0.0)
             A_spc = vec3(0.0, 0.0, 0.0)
             A_shin = real(0.0)
+            b = (r * W) // HW
             for x in range(W):
-                g = vec3(g_out[b, y, x, 0], g_out[b, y, x, 1], g_out[b, y, x, 2])
-                f = face_id[b, y, x]
+                p = r * W + x
+                g = _load(g_out, p)
+                f = face_id[p]
                 if f < 0:
                     A_bg += g
                     for i in ti.static(range(3)):
-                        g_albedo[b, y, x, i] = real(0.0)
-                        g_bary[b, y, x, i] = real(0.0)
-                    if ti.static(ka_pix):
-                        for i in ti.static(range(3)):
-                            g_ka[b, y, x, i] = real(0.0)
-                    if ti.static(spc_pix):
-                        for i in ti.static(range(3)):
-                            g_spc[b, y, x, i] = real(0.0)
+                        g_albedo[p, i] = real(0.0)
+                        g_bary[p, i] = real(0.0)
+                        if ti.static(ka_pix):
+                            g_ka[p, i] = real(0.0)
+                        if ti.static(spc_pix):
+                            g_spc[p, i] = real(0.0)
                     if ti.static(shin_pix):
-                        g_shin[b, y, x, 0] = real(0.0)
+                        g_shin[p, 0] = real(0.0)
                 else:
-                    xw, nr = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, b, y, x)
-                    bc = ti.min(b, cam.shape[0] - 1)
-                    m_ka, m_spc, m_shin = _mat(ka, spc, shin, b, y, x, ka_pix, spc_pix, shin_pix)
-                    alb = vec3(albedo[b, y, x, 0], albedo[b, y, x, 1], albedo[b, y, x, 2])
+                    xw, nr, pb, nb = _frag_geom(face_id, bary, pos, pfaces, nrm, nfaces, p, b, V, Vn)
+                    m_ka, m_spc, m_shin = _mat(ka, spc, shin, p, b, ka_pix, spc_pix, shin_pix)
                     g_nr, g_x, g_c, g_alb, g_k, g_s, g_sh1, G_amb, G_ld, G_lc, G_pp, G_pc, G_sh = _point_bwd(
-                        g, nr, xw, vec3(cam[bc, 0], cam[bc, 1], cam[bc, 2]), alb, m_ka, m_spc, m_shin, ambient,
-                        ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
+                        g, nr, xw, _load(cam, ti.min(b, cam.shape[0] - 1)), _load(albedo, p), m_ka, m_spc, m_shin,
+                        ambient, ldir, lcol, ppos, pcol, sh, L, P, k, model, use_sh)
                     A_amb += G_amb
                     A_ld += G_ld
                     A_lc += G_lc
@@ -468,32 +454,26 @@ def build(real):
                     if ti.static(use_sh):
                         A_sh += G_sh
                     A_cam += g_c
-                    bp = ti.min(b, pos.shape[0] - 1)
-                    bn = ti.min(b, nrm.shape[0] - 1)
                     for c in ti.static(range(3)):
-                        w = bary[b, y, x, c]
-                        vi = pfaces[f, c]
-                        ni = nfaces[f, c]
-                        pk = vec3(pos[bp, vi, 0], pos[bp, vi, 1], pos[bp, vi, 2])
-                        nk = vec3(nrm[bn, ni, 0], nrm[bn, ni, 1], nrm[bn, ni, 2])
-                        g_bary[b, y, x, c] = g_x.dot(pk) + g_nr.dot(nk)
+                        w = bary[p, c]
+                        vi = pb + pfaces[f, c]
+                        ni = nb + nfaces[f, c]
+                        g_bary[p, c] = g_x.dot(_load(pos, vi)) + g_nr.dot(_load(nrm, ni))
                         for i in ti.static(range(3)):
-                            ti.atomic_add(g_pos[bp, vi, i], w * g_x[i])
-                            ti.atomic_add(g_nrm[bn, ni, i], w * g_nr[i])
+                            ti.atomic_add(g_pos[vi, i], w * g_x[i])
+                            ti.atomic_add(g_nrm[ni, i], w * g_nr[i])
                     for i in ti.static(range(3)):
-                        g_albedo[b, y, x, i] = g_alb[i]
-                    if ti.static(ka_pix):
-                        for i in ti.static(range(3)):
-                            g_ka[b, y, x, i] = g_k[i]
-                    else:
+                        g_albedo[p, i] = g_alb[i]
+                        if ti.static(ka_pix):
+                            g_ka[p, i] = g_k[i]
+                        if ti.static(spc_pix):
+                            g_spc[p, i] = g_s[i]
+                    if ti.static(not ka_pix):
                         A_ka += g_k
-                    if ti.static(spc_pix):
-                        for i in ti.static(range(3)):
-                            g_spc[b, y, x, i] = g_s[i]
-                    else:
+                    if ti.static(not spc_pix):
                         A_spc += g_s
                     if ti.static(shin_pix):
-                        g_shin[b, y, x, 0] = g_sh1
+                        g_shin[p, 0] = g_sh1
                     else:
                         A_shin += g_sh1
             _lights_store(r, A_amb, A_ld, A_lc, A_pp, A_pc, A_sh, g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh,

@@ -140,13 +140,29 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
     return Prepared(inputs=inputs, sources=sources, params=params)
 
 
+def _flat(inputs, params):
+    """Flat views for the kernels (kernels/shade.py: pixels first, vertices of all batches stacked)
+    and the sizes they need: ``(views, HW, W, V, Vn)``."""
+    face_id, bary, pos, pf, nrm, nf, alb, cam = inputs[:8]
+    B, H, W = face_id.shape
+    N = B * H * W
+    mats = []
+    for x, pix in zip(inputs[14:17], params["pix"]):
+        C = x.shape[-1]
+        mats.append(x.reshape(N, C) if pix else x.reshape(x.shape[0], C))
+    views = [face_id.reshape(N), bary.reshape(N, 3), pos.reshape(-1, 3), pf, nrm.reshape(-1, 3), nf,
+             alb.reshape(N, 3), cam] + list(inputs[8:14]) + mats + [inputs[17]]
+    return views, H * W, W, max(pos.shape[1], 1), max(nrm.shape[1], 1)
+
+
 def forward(inputs, params):
     fwd = _kernels(inputs[1])[2]
     B, H, W = inputs[0].shape
     out = A.empty(inputs[1], (B, H, W, 3))
     if B * H * W > 0:
-        fwd(*inputs, out, params["L"], params["P"], params["k"], params["model"], params["use_sh"],
-            *params["pix"])
+        views, HW, _, Vp, Vn = _flat(inputs, params)
+        fwd(*views, out.reshape(B * H * W, 3), HW, Vp, Vn, params["L"], params["P"], params["k"],
+            params["model"], params["use_sh"], *params["pix"])
     return (out,), tuple(inputs)
 
 
@@ -158,6 +174,7 @@ def backward(saved, params, grads, needs):
     face_id, bary, pos, _, nrm = saved[:5]
     ka, spc, shin, cam = saved[14], saved[15], saved[16], saved[7]
     B, H, W = face_id.shape
+    N = B * H * W
     R = max(1, B * H)
     L, P = params["L"], params["P"]
     like = bary
@@ -171,8 +188,11 @@ def backward(saved, params, grads, needs):
     g_ld, g_lc = A.zeros(like, (R, max(L, 1), 3)), A.zeros(like, (R, max(L, 1), 3))
     g_pp, g_pc = A.zeros(like, (R, max(P, 1), 3)), A.zeros(like, (R, max(P, 1), 3))
     g_sh = A.zeros(like, (R, 9, 3))
-    if B * H * W > 0:
-        bwd(*saved, g, g_bary, g_pos, g_nrm, g_alb, *mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh,
+    if N > 0:
+        views, HW, W_, Vp, Vn = _flat(saved, params)
+        flat_mats = [m.reshape(N, m.shape[-1]) if pix else m for m, pix in zip(mats, params["pix"])]
+        bwd(*views, g.reshape(N, 3), g_bary.reshape(N, 3), g_pos.reshape(-1, 3), g_nrm.reshape(-1, 3),
+            g_alb.reshape(N, 3), *flat_mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh, HW, W_, Vp, Vn,
             L, P, params["k"], params["model"], params["use_sh"], *params["pix"])
 
     def per_batch(rows, Bx, shape):
