@@ -232,6 +232,17 @@ def bench_shaded(device, repeat, size=512):
 
 MEMORY_SCRIPT = r"""
 import json, os, resource, sys, time
+def peak_rss_mb():
+    # VmHWM belongs to this process image: ru_maxrss survives execve on Linux, so a child forked
+    # from a big parent (this benchmark, after the dense reference) would report the parent's peak.
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import numpy as np
 import taichirast as tr
 from taichirast import io as trio, np as trnp
@@ -247,10 +258,10 @@ def fb():
     out, pb = trnp.vjp(trnp.soft_rasterize, sv, f, cols, (size, size), sigma=sigma, near=0.1, far=10.0)
     return pb(g)
 small = trnp.soft_rasterize(sv[:, :0], f[:0], cols[:0], (8, 8))  # start Taichi, compile nothing big
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_rss_mb()
 fb()
 t0 = time.perf_counter(); fb(); ms = (time.perf_counter() - t0) * 1000
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mb()
 print(json.dumps({"baseline_mb": base, "peak_mb": peak, "ms": ms, "torch_imported": "torch" in sys.modules}))
 """
 
