@@ -35,7 +35,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mesh", help="mesh file, or 'none' for the built-in shape; default: the Stanford bunny "
                                   "(../shared/meshes/bunny.obj) when present, else the built-in shape")
-    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--size", type=int, default=64, help="image size in pixels")
     p.add_argument("--views", type=int, default=3)
     p.add_argument("--distance", type=float, default=2.0, help="distance of the lights from the centre")
