@@ -28,7 +28,7 @@ One thread per shading point ``p`` (flattened, ``N`` points). Notation (all 3-ve
     albedo * E / pi, so a white (albedo 1) surface in a constant environment of radiance L00 Y00
     has radiance L00 Y00 (energy conserving).
 
-Backward (given g = dL/d out[p], one thread per point; no atomics): with ``G = sum_channels``,
+Backward, per point (given g = dL/d out[p]; the kernels below decide the threads): with ``G = sum_channels``,
     normalize backward:  u = a / |a|,  du -> da = (du - (du.u) u) / |a|   (0 when |a| = 0)
     diffuse:   g_albedo += g c (n.l);  g_c += g albedo (n.l);  g_nl = G(g albedo c):  g_n += g_nl l,  g_l += g_nl n
     specular:  g_specular += g c s;  g_c += g specular s;  g_s = G(g specular c)
@@ -411,12 +411,13 @@ def build(real):
                       g_cam: arr, g_bg: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr,
                       g_sh: arr, HW: ti.i32, W: ti.i32, V: ti.i32, Vn: ti.i32, L: ti.template(), P: ti.template(),
                       k: real, model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
-                      spc_pix: ti.template(), shin_pix: ti.template()):
+                      spc_pix: ti.template(), shin_pix: ti.template(), need_geom: ti.template()):
         """One thread per image row r (pixels r * W .. r * W + W - 1, in order). Written per pixel:
         g_bary (N,3), g_albedo (N,3), and the per-pixel materials (``*_pix``) g_ka/g_spc (N,3),
         g_shin (N,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials, summed in registers
         and written once per row (R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
-        g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1)."""
+        g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1). Without need_geom
+        (no gradient wanted for bary, positions or normals) g_bary, g_pos and g_nrm are not touched."""
         for r in range(g_cam.shape[0]):
             A_amb, A_ld, A_lc, A_pp, A_pc, A_sh = _lights_acc(L, P)
             A_cam = vec3(0.0, 0.0, 0.0)
@@ -433,7 +434,8 @@ def build(real):
                     A_bg += g
                     for i in ti.static(range(3)):
                         g_albedo[p, i] = real(0.0)
-                        g_bary[p, i] = real(0.0)
+                        if ti.static(need_geom):
+                            g_bary[p, i] = real(0.0)
                         if ti.static(ka_pix):
                             g_ka[p, i] = real(0.0)
                         if ti.static(spc_pix):
@@ -454,14 +456,15 @@ def build(real):
                     if ti.static(use_sh):
                         A_sh += G_sh
                     A_cam += g_c
-                    for c in ti.static(range(3)):
-                        w = bary[p, c]
-                        vi = pb + pfaces[f, c]
-                        ni = nb + nfaces[f, c]
-                        g_bary[p, c] = g_x.dot(_load(pos, vi)) + g_nr.dot(_load(nrm, ni))
-                        for i in ti.static(range(3)):
-                            ti.atomic_add(g_pos[vi, i], w * g_x[i])
-                            ti.atomic_add(g_nrm[ni, i], w * g_nr[i])
+                    if ti.static(need_geom):
+                        for c in ti.static(range(3)):
+                            w = bary[p, c]
+                            vi = pb + pfaces[f, c]
+                            ni = nb + nfaces[f, c]
+                            g_bary[p, c] = g_x.dot(_load(pos, vi)) + g_nr.dot(_load(nrm, ni))
+                            for i in ti.static(range(3)):
+                                ti.atomic_add(g_pos[vi, i], w * g_x[i])
+                                ti.atomic_add(g_nrm[ni, i], w * g_nr[i])
                     for i in ti.static(range(3)):
                         g_albedo[p, i] = g_alb[i]
                         if ti.static(ka_pix):

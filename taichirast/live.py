@@ -406,6 +406,8 @@ class LiveOptimization:
             raise ValueError(f"LiveOptimization: fmt must be 'gif' or 'mp4', got {fmt!r}")
         if int(every) < 1:
             raise ValueError(f"LiveOptimization: every must be >= 1, got {every}")
+        if int(fps) < 1:
+            raise ValueError(f"LiveOptimization: fps must be >= 1, got {fps}")
         self.name, self.every, self.reset_fn, self.fmt = name, int(every), reset, fmt
         self.views, self.cell, self.fps, self.backend, self.verbose = int(views), int(cell), int(fps), backend, verbose
         self.window = bool(gui) and has_display()
@@ -451,7 +453,9 @@ class LiveOptimization:
     def update(self, step: int, target, current, loss, grad=None) -> bool:
         """Show / record one step. Call before ``loss.backward()`` (see the module docstring).
 
-        Returns False if the window was closed (the optimisation may go on), True otherwise.
+        Returns False if the window was closed during this call and nothing is being recorded
+        (the optimisation may go on), True otherwise (also when the window closed but frames are
+        still being recorded to ``out_dir``).
         While paused (window only) this blocks until ``space``, ``s``/``n`` or the window closes.
         """
         if not self.enabled:

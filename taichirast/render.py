@@ -43,18 +43,20 @@ MODES = ("hard", "soft", "dibr")
 
 def _shade_points(normals, positions, albedo, eyes, lights, model, mats):
     """``shade`` over a batch: normals / positions / albedo ``(Bx, N, 3)`` (Bx 1 broadcasts), eyes ``(Be, 3)``,
-    ``mats``: material ``ambient``, ``specular`` ``(N, 3)`` and ``shininess`` ``(N,)`` per point."""
-    B = max(normals.shape[0], positions.shape[0], albedo.shape[0], eyes.shape[0])
+    ``mats``: material ``ambient``, ``specular`` ``(Bm, N, 3)`` and ``shininess`` ``(Bm, N)`` per point."""
+    B = max(normals.shape[0], positions.shape[0], albedo.shape[0], eyes.shape[0],
+            *(m.shape[0] for m in mats.values()))
     like = positions
     cast = (lambda x: None if x is None else x.to(dtype=like.dtype, device=like.device))  # noqa: E731
     out = []
     for b in range(B):
         pick = (lambda x: x[b if x.shape[0] > 1 else 0])  # noqa: E731
         n, x, a = pick(normals), pick(positions), pick(albedo)
-        out.append(ops.shade(n, x, a, cast(mats["specular"]), cast(mats["shininess"]), pick(eyes),
+        out.append(ops.shade(n, x, a, cast(pick(mats["specular"])), cast(pick(mats["shininess"])), pick(eyes),
                              cast(lights.ambient), cast(lights.directions), cast(lights.colors),
                              cast(lights.point_positions), cast(lights.point_colors), cast(lights.sh), model=model,
-                             attenuation_k=float(lights.attenuation), material_ambient=cast(mats["ambient"])))
+                             attenuation_k=float(lights.attenuation),
+                             material_ambient=cast(pick(mats["ambient"]))))
     return torch.stack(out, 0)
 
 
@@ -73,7 +75,8 @@ def _check_material(material, V, uvs):
 
 
 def _material_points(material, n_points, like, vertex_idx=None, face_mean=None, sampler=None):
-    """Material per shading point ``(N, C)`` / ``(N,)``. Points are vertices (``vertex_idx`` None),
+    """Material per shading point ``(Bx, N, C)`` / ``(Bx, N)`` (Bx = 1, or one per view when a texel
+    map is sampled with a per-view level of detail). Points are vertices (``vertex_idx`` None),
     vertices picked by ``vertex_idx (N,)``, or faces (``face_mean (F, 3)`` vertex / corner indices,
     averaged). Texel maps go through ``sampler(map) -> (Bx, N, C)`` (face corners)."""
     out = {}
@@ -81,14 +84,15 @@ def _material_points(material, n_points, like, vertex_idx=None, face_mean=None, 
         x = getattr(material, name).to(dtype=like.dtype, device=like.device)
         lay = material.layout(name)
         if lay == "mesh":
-            v = x.reshape(1, C).expand(n_points, C)
+            v = x.reshape(1, 1, C).expand(1, n_points, C)
         elif lay == "vertex":
             x = x.reshape(-1, C)
-            v = x[face_mean.long()].mean(1) if face_mean is not None else (x if vertex_idx is None else x[vertex_idx])
+            v = (x[face_mean.long()].mean(1) if face_mean is not None else
+                 (x if vertex_idx is None else x[vertex_idx]))[None]
         else:
-            smp = sampler(x.reshape(x.shape[0], x.shape[1], C))[0]
-            v = smp.reshape(-1, 3, C).mean(1) if face_mean is not None else smp
-        out[name] = v.contiguous() if C == 3 else v.reshape(-1).contiguous()
+            smp = sampler(x.reshape(x.shape[0], x.shape[1], C))
+            v = smp.reshape(smp.shape[0], -1, 3, C).mean(2) if face_mean is not None else smp
+        out[name] = v.contiguous() if C == 3 else v.reshape(v.shape[0], -1).contiguous()
     return out
 
 
@@ -196,9 +200,13 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     # trusted mode and skip those whole-array scans on the intermediates this function makes.
     vb = V.verts("render", "verts", verts, "torch")
     faces = V.faces("render", "faces", faces, "torch", n_verts=vb.shape[1], like=vb)
+    checked = {}
     for name, x in (("colors", colors), ("texture", texture), ("background", background)):
-        if x is not None and torch.is_tensor(x):
-            V.float_array("render", name, x, "torch", vb)
+        if x is not None:
+            if not torch.is_tensor(x):  # NumPy arrays / lists: as tensors in the vertices' dtype
+                x = torch.as_tensor(x, dtype=vb.dtype, device=vb.device)
+            checked[name] = V.float_array("render", name, x, "torch", vb)
+    colors, texture, background = (checked.get(n) for n in ("colors", "texture", "background"))
     if uvs is not None:
         uvs = V.float_array("render", "uvs", uvs, "torch", vb, ndims=(2,), last=2)
         uv_faces = V.faces("render", "uv_faces", uv_faces if uv_faces is not None else faces, "torch",

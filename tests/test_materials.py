@@ -144,3 +144,58 @@ def test_render_checks_materials_and_finite_inputs_on_entry():
     from taichirast import _validate
 
     assert not _validate.is_trusted()
+
+
+def test_texel_material_follows_the_uv_mapping():
+    """A non-constant specular map: the material path (render with material=...) must see the same
+    per-pixel values as the unlit texture path samples from the same map at the same UVs."""
+    verts, faces, uvs, cam, lights = _scene(size=(16, 15))
+    g = torch.Generator().manual_seed(5)
+    spec_map = torch.rand(6, 7, 3, generator=g, dtype=D)
+    rgba, frags = tr.render(verts, faces, cam, mode="hard", lights=lights, uvs=uvs, return_fragments=True,
+                            material=tr.Material(specular=spec_map, shininess=torch.tensor(6.0, dtype=D)))
+    sampled = tr.render(verts, faces, cam, mode="hard", texture=spec_map, uvs=uvs)[..., :3]   # unlit: the map
+    from taichirast.geometry.mesh import vertex_normals
+
+    ref = tr.shade_fragments(frags, verts, faces, vertex_normals(verts, faces), faces, torch.ones_like(sampled),
+                             cam.center().to(D), lights.ambient, lights.directions, lights.colors,
+                             specular=sampled * frags.mask[..., None], shininess=torch.tensor(6.0, dtype=D))
+    assert float(sampled[frags.mask].std()) > 0.1
+    torch.testing.assert_close(rgba[..., :3], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_soft_trilinear_texel_material_is_per_view():
+    """Several cameras in soft mode with a trilinear texel map: each view uses its own level of
+    detail, so a view rendered in a batch equals the same view rendered alone."""
+    verts, faces, uvs, cam, lights = _scene(size=(12, 11))
+    spec_map = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(6), dtype=D)
+    cams = [tr.PerspectiveCamera.look_at(torch.tensor([0.0, 0.4, d], dtype=D), fov_y=45.0, image_size=(12, 11),
+                                         near=0.1, far=20.0) for d in (2.0, 9.0)]
+    both = tr.PerspectiveCamera.look_at(torch.tensor([[0.0, 0.4, 2.0], [0.0, 0.4, 9.0]], dtype=D), fov_y=45.0,
+                                        image_size=(12, 11), near=0.1, far=20.0)
+    kw = dict(mode="soft", lights=lights, uvs=uvs, texture_filter="trilinear", sigma=1e-3,
+              material=tr.Material(specular=spec_map, shininess=torch.tensor(4.0, dtype=D)))
+    batch = tr.render(verts, faces, both, **kw)
+    for i, c in enumerate(cams):
+        torch.testing.assert_close(batch[i], tr.render(verts, faces, c, **kw)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_render_checks_numpy_inputs_for_nan_and_shade_requires_its_arrays():
+    verts, faces, uvs, cam, lights = _scene()
+    cols = np.ones((verts.shape[0], 3))
+    cols[0] = np.nan
+    for mode in ("soft", "hard"):
+        with pytest.raises(ValueError, match="colors"):
+            tr.render(verts, faces, cam, mode=mode, colors=cols)
+    tex = np.full((4, 4, 3), np.nan)
+    with pytest.raises(ValueError, match="texture"):
+        tr.render(verts, faces, cam, mode="hard", texture=tex, uvs=uvs)
+    with pytest.raises(ValueError, match="background"):
+        tr.render(verts, faces, cam, mode="hard", background=[np.nan, 0.0, 0.0])
+    ok = tr.render(verts, faces, cam, mode="hard", colors=np.ones((verts.shape[0], 3)), background=[0.1, 0.2, 0.3])
+    assert ok.dtype == D and torch.isfinite(ok).all()
+    n = torch.randn(4, 3, dtype=D)
+    with pytest.raises(TypeError, match="positions"):
+        tr.shade(n, None, n.abs(), n.abs(), torch.ones(4, dtype=D), torch.zeros(3, dtype=D))
+    with pytest.raises(TypeError, match="specular"):
+        tr.shade(n, n, n.abs(), None, torch.ones(4, dtype=D), torch.zeros(3, dtype=D))

@@ -260,3 +260,21 @@ def test_package_doctest():
     runtime.ensure_init()  # Taichi's start-up banner would otherwise land in the doctest's output
     res = doctest.testmod(taichirast.nn, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 5 and res.failed == 0
+
+
+def test_feast_aggregate_checks_shapes_before_the_kernel():
+    import taichirast.nn as tnn
+
+    v, f = meshes.icosphere(1)
+    g = tnn.mesh_graph(torch.from_numpy(f), v.shape[0])
+    N, M, D = v.shape[0], 4, 3
+    a, b, c, xw = torch.randn(N, M), torch.randn(N, M), torch.randn(M), torch.randn(N, M, D)
+    for backend in ("taichi", "torch"):
+        with pytest.raises(ValueError, match="a must have shape"):
+            tnn.feast_aggregate(a[:2], b, c, xw, g, backend=backend)
+        with pytest.raises(ValueError, match="xw must have shape"):
+            tnn.feast_aggregate(a, b, c, xw[:5], g, backend=backend)
+        with pytest.raises(ValueError, match="c must have shape"):
+            tnn.feast_aggregate(a, b, c[:2], xw, g, backend=backend)
+        with pytest.raises(ValueError, match="float64"):
+            tnn.feast_aggregate(a.double(), b, c, xw, g, backend=backend)

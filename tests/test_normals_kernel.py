@@ -19,12 +19,20 @@ def _mesh(B=2, seed=0):
     return verts, faces
 
 
-def test_kernel_matches_torch_reference_and_is_used_by_default():
+def test_kernel_matches_torch_reference_and_is_used_by_default(monkeypatch):
     verts, faces = _mesh()
     ref = M._vertex_normals_torch(verts, faces.long(), "area")
     out = PRIM.torch_call(verts, faces)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    calls = []
+    real_call = PRIM.torch_call
+    monkeypatch.setattr(PRIM, "torch_call", lambda *a, **k: calls.append(1) or real_call(*a, **k))
     torch.testing.assert_close(M.vertex_normals(verts, faces), ref, rtol=1e-12, atol=1e-12)
+    assert calls == [1]                                   # "auto" on a CPU tensor runs the kernel
+    torch.testing.assert_close(M.vertex_normals(verts, faces, backend="torch"), ref)
+    assert calls == [1]                                   # "torch" does not
+    with pytest.raises(ValueError, match="backend"):
+        M.vertex_normals(verts, faces, backend="cuda")
     assert float(out[:, -1].abs().max()) == 0.0          # the isolated vertex: zero, not NaN
     assert torch.allclose(out[:, :-1].norm(dim=-1), torch.ones(2, out.shape[1] - 1, dtype=torch.float64))
 
@@ -54,3 +62,11 @@ def test_numpy_and_bad_input():
         PRIM.torch_call(torch.from_numpy(v) * float("nan"), torch.from_numpy(f))
     empty = PRIM.torch_call(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int32))
     assert empty.shape == (1, 0, 3)
+
+
+def test_torch_backend_is_twice_differentiable():
+    verts, faces = _mesh(B=1)
+    v = verts.clone().requires_grad_()
+    (g,) = torch.autograd.grad(M.vertex_normals(v, faces, backend="torch")[..., 0].sum(), v, create_graph=True)
+    g.sum().backward()
+    assert v.grad is not None and torch.isfinite(v.grad).all()

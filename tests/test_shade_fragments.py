@@ -191,3 +191,21 @@ def test_bad_input_is_named():
         call(*base[:5], albedo.to(torch.int32), eye)
     with pytest.raises(ValueError, match="NaN"):
         call(*base[:5], albedo * float("nan"), eye)
+
+
+def test_light_only_gradients_skip_the_geometry_scatter_and_match():
+    """With no gradient wanted for the geometry, the kernel skips the vertex scatter; the light
+    and material gradients are the same as with it."""
+    verts, faces, frags, albedo, lights, eye, g = _scene(B=1, H=15, W=13)
+    n = vertex_normals(verts, faces).detach()
+    res = []
+    for geom in (False, True):
+        lk = {k: v.clone().requires_grad_() for k, v in lights.items()}
+        v = verts.clone().requires_grad_(geom)
+        spc = torch.tensor([0.2, 0.3, 0.4], dtype=verts.dtype, requires_grad=True)
+        out = tr.shade_fragments(frags, v, faces, n, faces, albedo, eye, **lk, specular=spc, shininess=7.0)
+        (out * torch.rand(out.shape, generator=torch.Generator().manual_seed(4), dtype=out.dtype)).sum().backward()
+        res.append([lk[k].grad for k in lights] + [spc.grad])
+        assert (v.grad is not None) == geom
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -31,7 +31,7 @@ caller). ``camera_center (3,)`` is the eye position (world space, same space as 
 
 Output ``(N, 3)`` RGB, not clamped. Differentiable in every float input (``shininess`` included;
 the ``max(., 0)`` kinks and the ``n.l > 0`` switch get gradient 0). Light, camera and SH gradients
-are computed per point in the kernel and summed over points here with array ops.
+are summed in registers over chunks of ``CHUNK`` points in the kernel and over chunks here.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def prepare(normals, positions, albedo, specular, shininess, camera_center, ambi
     arrs = {"normals": normals}
     for name, x in (("positions", positions), ("albedo", albedo), ("material_ambient", material_ambient),
                     ("specular", specular)):
-        if x is None:  # material_ambient: default 1 (not differentiable)
+        if x is None and name == "material_ambient":  # default 1 (not differentiable)
             arrs[name] = A.full(like, (N, 3), 1.0, A.dtype_name(like))
             continue
         x = V.float_array(FN, name, x, kind, like, ndims=(2,), last=3)

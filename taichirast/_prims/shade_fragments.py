@@ -178,8 +178,11 @@ def backward(saved, params, grads, needs):
     R = max(1, B * H)
     L, P = params["L"], params["P"]
     like = bary
-    g_bary = A.empty(like, (B, H, W, 3))
-    g_pos, g_nrm = A.zeros(like, tuple(pos.shape)), A.zeros(like, tuple(nrm.shape))
+    # _NAMES order: needs[1] bary, needs[2] positions, needs[4] normals
+    need_geom = bool(needs[1] or needs[2] or needs[4])
+    g_bary = A.empty(like, (B, H, W, 3)) if need_geom else A.zeros(like, (1, 1, 1, 3))
+    g_pos = A.zeros(like, tuple(pos.shape)) if need_geom else A.zeros(like, (1, 1, 3))
+    g_nrm = A.zeros(like, tuple(nrm.shape)) if need_geom else A.zeros(like, (1, 1, 3))
     g_alb = A.empty(like, (B, H, W, 3))
     mats = []
     for x, pix in zip((ka, spc, shin), params["pix"]):
@@ -191,9 +194,9 @@ def backward(saved, params, grads, needs):
     if N > 0:
         views, HW, W_, Vp, Vn = _flat(saved, params)
         flat_mats = [m.reshape(N, m.shape[-1]) if pix else m for m, pix in zip(mats, params["pix"])]
-        bwd(*views, g.reshape(N, 3), g_bary.reshape(N, 3), g_pos.reshape(-1, 3), g_nrm.reshape(-1, 3),
+        bwd(*views, g.reshape(N, 3), g_bary.reshape(-1, 3), g_pos.reshape(-1, 3), g_nrm.reshape(-1, 3),
             g_alb.reshape(N, 3), *flat_mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh, HW, W_, Vp, Vn,
-            L, P, params["k"], params["model"], params["use_sh"], *params["pix"])
+            L, P, params["k"], params["model"], params["use_sh"], *params["pix"], int(need_geom))
 
     def per_batch(rows, Bx, shape):
         """(R, C) row partials -> summed per image batch, then over the batch if Bx == 1."""

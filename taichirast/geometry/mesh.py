@@ -116,18 +116,25 @@ def _corner_angles(a, b, c):
 
 
 @numpy_compatible
-def vertex_normals(verts, faces, weighting: str = "area"):
+def vertex_normals(verts, faces, weighting: str = "area", backend: str = "auto"):
     """Unit vertex normals ``(V, 3)`` or ``(B, V, 3)``: sum of incident face normals, normalised.
 
     ``weighting``: ``"area"`` (face normal times face area), ``"angle"`` (unit face normal times
     the corner angle, Thürmer & Wüthrich 1998) or ``"uniform"`` (unit face normals). Vertices in no
     face get a zero normal. Differentiable w.r.t. ``verts``.
+
+    ``backend``: ``"auto"`` runs area weighting on a Taichi kernel (kernels/normals.py, hand-written
+    backward) when the backend reads the tensor in place, else torch ops; ``"torch"`` forces the
+    torch ops, which are also differentiable twice (``create_graph=True``): the kernel's backward
+    is first-order only.
     """
     v, batched = _verts("vertex_normals", verts)
     f = _faces("vertex_normals", faces, v.shape[1], v.device)
     if weighting not in ("area", "angle", "uniform"):
         raise ValueError(f"vertex_normals: weighting must be 'area', 'angle' or 'uniform', got {weighting!r}")
-    if weighting == "area" and _kernel_readable(v):
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"vertex_normals: backend must be 'auto' or 'torch', got {backend!r}")
+    if weighting == "area" and backend == "auto" and _kernel_readable(v):
         from .._prims.normals import PRIM
 
         return _unbatch(PRIM.torch_call(v, f.int()), batched)

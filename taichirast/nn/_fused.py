@@ -16,6 +16,7 @@ contiguous ``(N, D, M)`` tensor ``t`` (as ``FeatureSteeredConv`` does) to avoid 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .. import runtime
 from .graph import Graph
@@ -23,8 +24,30 @@ from .graph import Graph
 BACKENDS = ("auto", "torch", "taichi")
 
 
+def _check_args(fn, a, b, c, xw, graph):
+    """Shapes, dtypes and devices of the aggregation's inputs (the Taichi kernel does not bounds-check)."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"{fn}: graph must be a taichirast.nn.Graph, got {type(graph).__name__}")
+    for name, t in (("a", a), ("b", b), ("c", c), ("xw", xw)):
+        if not torch.is_tensor(t) or not t.is_floating_point():
+            raise TypeError(f"{fn}: {name} must be a float tensor, got {type(t).__name__}"
+                            + (f" {t.dtype}" if torch.is_tensor(t) else ""))
+        if t.dtype != xw.dtype or t.device != xw.device:
+            raise ValueError(f"{fn}: {name} is {t.dtype} on {t.device} but xw is {xw.dtype} on {xw.device}")
+    N = graph.num_vertices
+    if xw.dim() != 3 or xw.shape[0] != N:
+        raise ValueError(f"{fn}: xw must have shape ({N}, M, D) for a graph of {N} vertices, got {tuple(xw.shape)}")
+    M = xw.shape[1]
+    for name, t in (("a", a), ("b", b)):
+        if tuple(t.shape) != (N, M):
+            raise ValueError(f"{fn}: {name} must have shape ({N}, {M}), got {tuple(t.shape)}")
+    if tuple(c.shape) != (M,):
+        raise ValueError(f"{fn}: c must have shape ({M},), got {tuple(c.shape)}")
+
+
 def feast_aggregate_torch(a, b, c, xw, graph: Graph):
     """Reference implementation with plain torch ops (see the module docstring)."""
+    _check_args("feast_aggregate_torch", a, b, c, xw, graph)
     i, j = graph.edges[:, 0], graph.edges[:, 1]
     q = torch.softmax(a.index_select(0, i) + b.index_select(0, j) + c, dim=-1)  # (E, M)
     w = graph.edge_weights(xw.dtype)
@@ -67,6 +90,7 @@ class _FeastFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g):
         from taichirast.kernels import graph as kgraph
         from taichirast.kernels import real_type
@@ -88,7 +112,8 @@ class _FeastFunction(torch.autograd.Function):
 
 
 def feast_aggregate_taichi(a, b, c, xw, graph: Graph):
-    """The fused Taichi op (same result as :func:`feast_aggregate_torch`)."""
+    """The fused Taichi op (same result as :func:`feast_aggregate_torch`; first-order gradients only)."""
+    _check_args("feast_aggregate_taichi", a, b, c, xw, graph)
     return _FeastFunction.apply(a, b, c, xw, graph)
 
 
