@@ -386,6 +386,13 @@ def build(real):
         i3 = p if ti.static(shin_pix) else ti.min(b, shin.shape[0] - 1)
         return _load(ka, i1), _load(spc, i2), shin[i3, 0]
 
+    @ti.func
+    def _flush(g_pos: ti.template(), g_nrm: ti.template(), vi, ni, Fp, Fn):
+        for c in ti.static(range(3)):
+            for i in ti.static(range(3)):
+                ti.atomic_add(g_pos[vi[c], i], Fp[c, i])
+                ti.atomic_add(g_nrm[ni[c], i], Fn[c, i])
+
     @ti.kernel
     def frag_forward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
                      cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
@@ -409,13 +416,17 @@ def build(real):
                       ka: arr, spc: arr, shin: arr, bg: arr, g_out: arr,
                       g_bary: arr, g_pos: arr, g_nrm: arr, g_albedo: arr, g_ka: arr, g_spc: arr, g_shin: arr,
                       g_cam: arr, g_bg: arr, g_amb: arr, g_ldir: arr, g_lcol: arr, g_ppos: arr, g_pcol: arr,
-                      g_sh: arr, HW: ti.i32, W: ti.i32, V: ti.i32, Vn: ti.i32, L: ti.template(), P: ti.template(),
+                      g_sh: arr, HW: ti.i32, W: ti.i32, S: ti.i32, nseg: ti.i32, V: ti.i32, Vn: ti.i32,
+                      L: ti.template(), P: ti.template(),
                       k: real, model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
                       spc_pix: ti.template(), shin_pix: ti.template(), need_geom: ti.template()):
-        """One thread per image row r (pixels r * W .. r * W + W - 1, in order). Written per pixel:
+        """One thread per segment of S pixels of an image row (nseg = ceil(W / S) segments per row;
+        segment r covers row r // nseg, columns (r % nseg) * S up to S of them, in order): S = W on
+        CPUs (one thread per row), short segments on GPUs to fill the device. Written per pixel:
         g_bary (N,3), g_albedo (N,3), and the per-pixel materials (``*_pix``) g_ka/g_spc (N,3),
-        g_shin (N,1). Atomics (zero-initialised): g_pos, g_nrm. Row partials, summed in registers
-        and written once per row (R = B*H rows): g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
+        g_shin (N,1). Atomics (zero-initialised), once per run of pixels on one face: g_pos, g_nrm.
+        Segment partials, summed in registers and written once per segment (R = B*H*nseg):
+        g_cam/g_bg/g_amb (R,3), light buffers (R, ., 3),
         g_sh (R,9,3) and the per-mesh materials g_ka/g_spc (R,3), g_shin (R,1). Without need_geom
         (no gradient wanted for bary, positions or normals) g_bary, g_pos and g_nrm are not touched."""
         for r in range(g_cam.shape[0]):
@@ -425,9 +436,18 @@ def build(real):
             A_ka = vec3(0.0, 0.0, 0.0)
             A_spc = vec3(0.0, 0.0, 0.0)
             A_shin = real(0.0)
-            b = (r * W) // HW
-            for x in range(W):
-                p = r * W + x
+            row = r // nseg
+            x0 = (r % nseg) * S
+            b = (row * W) // HW
+            # Position / normal gradients of the current run of pixels on one face, per corner: flushed
+            # to the vertices (atomics) when the face changes, not per pixel.
+            cur_f = -1
+            cur_vi = ti.Vector([0, 0, 0], ti.i32)
+            cur_ni = ti.Vector([0, 0, 0], ti.i32)
+            Fp = ti.Matrix.zero(real, 3, 3)
+            Fn = ti.Matrix.zero(real, 3, 3)
+            for x in range(x0, ti.min(x0 + S, W)):
+                p = row * W + x
                 g = _load(g_out, p)
                 f = face_id[p]
                 if f < 0:
@@ -457,14 +477,21 @@ def build(real):
                         A_sh += G_sh
                     A_cam += g_c
                     if ti.static(need_geom):
+                        if f != cur_f:
+                            if cur_f >= 0:
+                                _flush(g_pos, g_nrm, cur_vi, cur_ni, Fp, Fn)
+                            cur_f = f
+                            for c in ti.static(range(3)):
+                                cur_vi[c] = pb + pfaces[f, c]
+                                cur_ni[c] = nb + nfaces[f, c]
+                            Fp = ti.Matrix.zero(real, 3, 3)
+                            Fn = ti.Matrix.zero(real, 3, 3)
                         for c in ti.static(range(3)):
                             w = bary[p, c]
-                            vi = pb + pfaces[f, c]
-                            ni = nb + nfaces[f, c]
-                            g_bary[p, c] = g_x.dot(_load(pos, vi)) + g_nr.dot(_load(nrm, ni))
+                            g_bary[p, c] = g_x.dot(_load(pos, cur_vi[c])) + g_nr.dot(_load(nrm, cur_ni[c]))
                             for i in ti.static(range(3)):
-                                ti.atomic_add(g_pos[vi, i], w * g_x[i])
-                                ti.atomic_add(g_nrm[ni, i], w * g_nr[i])
+                                Fp[c, i] += w * g_x[i]
+                                Fn[c, i] += w * g_nr[i]
                     for i in ti.static(range(3)):
                         g_albedo[p, i] = g_alb[i]
                         if ti.static(ka_pix):
@@ -479,6 +506,9 @@ def build(real):
                         g_shin[p, 0] = g_sh1
                     else:
                         A_shin += g_sh1
+            if ti.static(need_geom):
+                if cur_f >= 0:
+                    _flush(g_pos, g_nrm, cur_vi, cur_ni, Fp, Fn)
             _lights_store(r, A_amb, A_ld, A_lc, A_pp, A_pc, A_sh, g_amb, g_ldir, g_lcol, g_ppos, g_pcol, g_sh,
                           L, P, use_sh)
             for i in ti.static(range(3)):

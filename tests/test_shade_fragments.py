@@ -72,7 +72,12 @@ def test_matches_interpolate_shade_composite(model, per_pixel):
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
-def test_gradients_match_the_unfused_composition():
+@pytest.mark.parametrize("segment", [None, 4, 1])
+def test_gradients_match_the_unfused_composition(segment, monkeypatch):
+    """Also with short backward segments (the GPU schedule: several threads per image row)."""
+    from taichirast._prims import shade_fragments as SF
+
+    monkeypatch.setattr(SF, "SEGMENT", segment)
     verts, faces, frags, albedo, lights, eye, g = _scene(B=2, H=17, W=15)
     B, H, W = frags.face_id.shape
     dt = verts.dtype

@@ -140,6 +140,19 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
     return Prepared(inputs=inputs, sources=sources, params=params)
 
 
+# Pixels per backward thread along an image row: None = the whole row on CPU backends (one thread
+# per row keeps the per-mesh gradient sums in registers), 16 on GPUs (enough threads to fill them).
+SEGMENT = None
+
+
+def _segment(W):
+    from ..runtime import requested_arch
+
+    S = SEGMENT if SEGMENT is not None else (W if requested_arch() == "cpu" else 16)
+    S = max(1, min(int(S), max(W, 1)))
+    return S, -(-max(W, 1) // S)
+
+
 def _flat(inputs, params):
     """Flat views for the kernels (kernels/shade.py: pixels first, vertices of all batches stacked)
     and the sizes they need: ``(views, HW, W, V, Vn)``."""
@@ -175,7 +188,8 @@ def backward(saved, params, grads, needs):
     ka, spc, shin, cam = saved[14], saved[15], saved[16], saved[7]
     B, H, W = face_id.shape
     N = B * H * W
-    R = max(1, B * H)
+    S, nseg = _segment(W)
+    R = max(1, B * H * nseg)
     L, P = params["L"], params["P"]
     like = bary
     # _NAMES order: needs[1] bary, needs[2] positions, needs[4] normals
@@ -195,12 +209,12 @@ def backward(saved, params, grads, needs):
         views, HW, W_, Vp, Vn = _flat(saved, params)
         flat_mats = [m.reshape(N, m.shape[-1]) if pix else m for m, pix in zip(mats, params["pix"])]
         bwd(*views, g.reshape(N, 3), g_bary.reshape(-1, 3), g_pos.reshape(-1, 3), g_nrm.reshape(-1, 3),
-            g_alb.reshape(N, 3), *flat_mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh, HW, W_, Vp, Vn,
+            g_alb.reshape(N, 3), *flat_mats, g_cam, g_bg, g_amb, g_ld, g_lc, g_pp, g_pc, g_sh, HW, W_, S, nseg, Vp, Vn,
             L, P, params["k"], params["model"], params["use_sh"], *params["pix"], int(need_geom))
 
     def per_batch(rows, Bx, shape):
-        """(R, C) row partials -> summed per image batch, then over the batch if Bx == 1."""
-        s = A.sum_axes(rows.reshape((B, H) + tuple(rows.shape[1:])), (1,)) if B * H else \
+        """(R, C) segment partials -> summed per image batch, then over the batch if Bx == 1."""
+        s = A.sum_axes(rows.reshape((B, H * nseg) + tuple(rows.shape[1:])), (1,)) if B * H else \
             A.zeros(like, (B,) + tuple(rows.shape[1:]))
         if Bx == 1:
             s = A.sum_axes(s, (0,))
