@@ -99,12 +99,16 @@ def _scene_args(p):
     p.add_argument("--background", type=float, nargs=3, default=(0.1, 0.1, 0.12), metavar=("R", "G", "B"))
     p.add_argument("--sigma", type=float, default=1e-4, help="soft-mode sigma (NDC units)")
     p.add_argument("--gamma", type=float, default=1e-4, help="soft-mode gamma")
+    p.add_argument("--no-texture", action="store_true",
+                   help="ignore an OBJ's UV-mapped diffuse texture (MTL map_Kd), used by default when present")
 
 
 def _state_kwargs(a):
+    from .viewer import load_view_texture
+
     return dict(size=a.size, mode=a.mode, azimuth=a.azimuth, elevation=a.elevation, distance=a.distance, fov=a.fov,
                 light_direction=a.light_dir, light_color=a.light_color, ambient=a.ambient, background=a.background,
-                sigma=a.sigma, gamma=a.gamma)
+                sigma=a.sigma, gamma=a.gamma, texture=None if a.no_texture else load_view_texture(a.mesh))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scene_args(r)
     r.add_argument("-o", "--out", default="render.png", help="output image (.png/.jpg; .gif with --views > 1)")
     r.add_argument("--views", type=int, default=1, help="render N views around the mesh (azimuth steps of 360/N)")
-    r.add_argument("--unlit", action="store_true", help="no lighting (plain vertex colours)")
+    r.add_argument("--unlit", action="store_true", help="no lighting (plain vertex colours or texture)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     v = sub.add_parser("view", help="interactive viewer with a gradient view",

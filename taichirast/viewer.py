@@ -45,15 +45,36 @@ import numpy as np
 
 from .live import Display, has_display, heat_colormap, signed_colormap  # noqa: F401  (re-exported helpers)
 
-__all__ = ["ViewerState", "Viewer", "view", "load_view_mesh"]
+__all__ = ["ViewerState", "Viewer", "view", "load_view_mesh", "load_view_texture"]
 
 MODES = ("hard", "soft", "dibr")
 GRAD_PARAMS = ("light_direction", "light_color", "vertices")
 
 
+def load_view_texture(path):
+    """The diffuse texture of a textured OBJ (+ MTL ``map_Kd``) for the viewer:
+    ``dict(texture=(Ht, Wt, 3), uvs=(T, 2), uv_faces=(F, 3))`` NumPy arrays, or None when the file is
+    not an OBJ, has no UVs or no texture. The faces are the file's, like :func:`load_view_mesh`'s."""
+    from . import io as trio
+
+    if str(path).startswith("builtin:") or os.path.splitext(str(path))[1].lower() != ".obj":
+        return None
+    try:
+        m = trio.load_textured_mesh(path)
+    except (ValueError, FileNotFoundError):
+        return None
+    if m.texture is None or m.uvs is None:
+        return None
+    tex = np.asarray(m.texture, np.float32)
+    tex = np.repeat(tex[..., :1], 3, axis=-1) if tex.shape[-1] == 1 else tex[..., :3]
+    return dict(texture=np.ascontiguousarray(tex), uvs=np.asarray(m.uvs, np.float32),
+                uv_faces=np.asarray(m.uv_faces, np.int32))
+
+
 def load_view_mesh(path):
     """A mesh for viewing: a file (``tr.io.load_mesh``) or ``builtin:NAME`` (``icosphere``, ``cube``, ``torus``, ...),
-    centred and scaled into the unit sphere. Returns ``(verts (V, 3) float32, faces (F, 3) int32)`` NumPy arrays."""
+    centred and scaled into the unit sphere. Returns ``(verts (V, 3) float32, faces (F, 3) int32)`` NumPy arrays.
+    OBJ files keep the file's vertex order and faces (so :func:`load_view_texture`'s UV faces match)."""
     from . import io as trio
     from . import meshes
 
@@ -63,6 +84,9 @@ def load_view_mesh(path):
         if fn is None or name.startswith("_") or not callable(fn):
             raise ValueError(f"unknown built-in mesh {name!r} (try icosphere, cube, plane, uv_sphere, cylinder, cone, torus)")
         v, f = fn()
+    elif os.path.splitext(str(path))[1].lower() == ".obj" and load_view_texture(path) is not None:
+        m = trio.load_textured_mesh(path)
+        v, f = m.verts, m.faces
     else:
         v, f = trio.load_mesh(path)
     return trio.normalize_mesh(v, radius=1.0), np.asarray(f, np.int32)
@@ -79,15 +103,22 @@ class ViewerState:
         light_direction: the direction the light travels (world space). light_color, ambient: RGB.
         sigma, gamma: soft-mode parameters. background: RGB.
         target: optional ``(H, W, 3)`` target image for the gradient view.
+        texture: optional ``dict(texture=(Ht, Wt, 3), uvs=(T, 2), uv_faces=(F, 3))`` (see
+            :func:`load_view_texture`): the albedo comes from the texture instead of ``colors``.
     """
 
     def __init__(self, verts, faces, colors=None, size=(256, 256), mode="hard", azimuth=30.0, elevation=20.0,
                  distance=3.0, fov=40.0, light_direction=(-0.4, -0.6, -0.7), light_color=(0.85, 0.85, 0.85),
                  ambient=(0.25, 0.25, 0.25), sigma=1e-4, gamma=1e-4, background=(0.1, 0.1, 0.12), target=None,
-                 grad_param="light_direction"):
+                 grad_param="light_direction", texture=None):
         import torch
 
         self.torch = torch
+        self.texture = None
+        if texture is not None:
+            self.texture = {k: torch.as_tensor(np.asarray(texture[k]),
+                                               dtype=torch.int32 if k == "uv_faces" else torch.float32)
+                            for k in ("texture", "uvs", "uv_faces")}
         self.verts = torch.as_tensor(np.asarray(verts.detach().cpu() if hasattr(verts, "detach") else verts),
                                      dtype=torch.float32)
         self.faces = torch.as_tensor(np.asarray(faces.detach().cpu() if hasattr(faces, "detach") else faces),
@@ -163,15 +194,20 @@ class ViewerState:
 
     def render_kwargs(self) -> dict:
         """The keyword arguments :meth:`frame` passes to :func:`taichirast.render` (besides verts, faces, camera, lights)."""
-        return dict(colors=self.colors, mode=self.mode, sigma=self.sigma, gamma=self.gamma,
-                    background=self.torch.tensor(self.background, dtype=self.torch.float32))
+        kw = dict(colors=self.colors, mode=self.mode, sigma=self.sigma, gamma=self.gamma,
+                  background=self.torch.tensor(self.background, dtype=self.torch.float32))
+        if self.texture is not None:
+            kw.update(self.texture)
+        return kw
 
     def _render(self, verts=None, colors=None, lights="default", mode=None):
         import taichirast as tr
 
         kw = self.render_kwargs()
-        if colors is not None:
+        if colors is not None:  # explicit colours (e.g. a gradient splat) replace the texture
             kw["colors"] = colors
+            for k in ("texture", "uvs", "uv_faces"):
+                kw.pop(k, None)
         if mode is not None:
             kw["mode"] = mode
         li = self.lights() if lights == "default" else lights

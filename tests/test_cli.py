@@ -166,3 +166,26 @@ def test_parser_helpers():
     p = cli.build_parser()
     a = p.parse_args(["render", "builtin:cube", "--views", "2"])
     assert a.command == "render" and a.views == 2 and np.allclose(a.light_dir, (-0.4, -0.6, -0.7))
+
+
+def test_render_uses_an_obj_texture_unless_told_not_to(tmp_path):
+    import imageio.v2 as imageio
+
+    tex = np.zeros((4, 4, 3), np.uint8)
+    tex[..., 1] = 255                                                   # solid green
+    imageio.imwrite(tmp_path / "tex.png", tex)
+    (tmp_path / "quad.mtl").write_text("newmtl m\nKd 1 1 1\nmap_Kd tex.png\n")
+    (tmp_path / "quad.obj").write_text(
+        "mtllib quad.mtl\nv -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl m\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    outs = {}
+    for flag in ("", "--no-texture"):
+        out = tmp_path / f"r{flag}.png"
+        res = run("render", tmp_path / "quad.obj", "-o", out, "--size", 16, "--azimuth", 0, "--elevation", 0,
+                  *([flag] if flag else []))
+        assert res.returncode == 0, res.stderr
+        outs[flag] = imageio.imread(out)[8, 8, :3].astype(int)
+    g = outs[""]
+    assert g[1] > 3 * max(g[0], g[2], 1)                                # green from the texture
+    w = outs["--no-texture"]
+    assert abs(w[0] - w[1]) < 8 and abs(w[1] - w[2]) < 8               # grey without it

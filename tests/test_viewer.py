@@ -206,3 +206,38 @@ def test_view_offscreen_writes_frame_and_gradient(tmp_path):
     assert [p.split("/")[-1] for p in paths] == ["v.png", "v_gradient.png"]
     for p in paths:
         assert (tmp_path / p.split("/")[-1]).stat().st_size > 0
+
+
+def _textured_quad(tmp_path, colour=(1.0, 0.0, 0.0)):
+    """A one-quad OBJ + MTL whose map_Kd is a solid-colour PNG."""
+    import imageio.v2 as imageio
+
+    tex = np.zeros((4, 4, 3), np.uint8)
+    tex[...] = (np.asarray(colour) * 255).astype(np.uint8)
+    imageio.imwrite(tmp_path / "tex.png", tex)
+    (tmp_path / "quad.mtl").write_text("newmtl m\nKd 1 1 1\nmap_Kd tex.png\n")
+    (tmp_path / "quad.obj").write_text(
+        "mtllib quad.mtl\nv -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl m\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    return str(tmp_path / "quad.obj")
+
+
+def test_textured_obj_is_drawn_with_its_texture(tmp_path):
+    from taichirast.viewer import ViewerState, load_view_mesh, load_view_texture
+
+    path = _textured_quad(tmp_path)
+    v, f = load_view_mesh(path)
+    tex = load_view_texture(path)
+    assert tex is not None and tex["texture"].shape == (4, 4, 3) and tex["uv_faces"].shape == (2, 3)
+    assert load_view_texture("builtin:cube") is None
+    kw = dict(size=(24, 24), azimuth=0.0, elevation=0.0, ambient=(1.0, 1.0, 1.0), light_color=(0.0, 0.0, 0.0))
+    textured = ViewerState(v, f, texture=tex, **kw).frame()
+    plain = ViewerState(v, f, **kw).frame()
+    centre = textured[12, 12]
+    assert centre[0] > 0.9 and centre[1] < 0.05 and centre[2] < 0.05      # red texture, full ambient
+    assert np.allclose(plain[12, 12], 0.8, atol=1e-3)                     # default grey albedo
+    # the gradient splat's explicit colours replace the texture
+    st = ViewerState(v, f, texture=tex, grad_param="vertices", **kw)
+    assert st.vertex_gradient().shape == (4, 3)
+    view = st.gradient_view()
+    assert view.shape == (24, 24) and np.isfinite(view).all()
