@@ -71,3 +71,32 @@ def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, 
     Z = w.sum(-1) + wb
     rgb = (torch.einsum("bpf,bpfc->bpc", w, c) + wb[..., None] * background) / Z[..., None]
     return torch.cat([rgb, alpha[..., None]], -1).reshape(B, H, W, -1)
+
+
+def torch_deferred_shading(face_id, bary, verts, faces, normals, albedo, eye, ambient, light_dir, light_color,
+                           specular, shininess, background):
+    """Per-pixel Blinn-Phong the way a pure-PyTorch user writes it (the baseline of ``shade_fragments``).
+
+    face_id (B, H, W), bary (B, H, W, 3) from the rasterizer; verts / normals (B, V, 3) world space;
+    faces (F, 3); albedo (B, H, W, 3); eye (3,); one directional light; per-mesh specular (3,) and
+    shininess (). Gathers the corners per pixel, interpolates, normalises and shades every pixel
+    with torch ops and autograd; background pixels get ``background``. Returns (B, H, W, 3).
+    """
+    B, H, W = face_id.shape
+    f = faces.long()[face_id.clamp(min=0)]                               # (B, H, W, 3)
+    bidx = torch.arange(B, device=verts.device)[:, None, None, None]
+    x = (bary[..., None] * verts[bidx, f]).sum(-2)                       # (B, H, W, 3)
+    n = (bary[..., None] * normals[bidx, f]).sum(-2)
+    n = n * torch.rsqrt((n * n).sum(-1, keepdim=True).clamp(min=1e-24))
+    v = eye - x
+    v = v * torch.rsqrt((v * v).sum(-1, keepdim=True).clamp(min=1e-24))
+    ld = -light_dir / light_dir.norm()
+    ndl = (n * ld).sum(-1, keepdim=True)
+    lit = (ndl > 0).to(x.dtype)
+    h = ld + v
+    h = h * torch.rsqrt((h * h).sum(-1, keepdim=True).clamp(min=1e-24))
+    ndh = (n * h).sum(-1, keepdim=True).clamp(min=0.0)
+    spec = specular * light_color * ndh ** shininess * lit
+    rgb = albedo * (ambient + light_color * ndl.clamp(min=0.0)) + spec
+    cover = (face_id >= 0)[..., None].to(x.dtype)
+    return rgb * cover + background * (1 - cover)

@@ -230,6 +230,57 @@ def bench_shaded(device, repeat, size=512):
     return rows
 
 
+def bench_shading_reference(device, repeat, size=512):
+    """shade_fragments against the same per-pixel Blinn-Phong in plain torch ops (benchmarks/reference.py),
+    fwd and fwd+bwd w.r.t. the vertices (positions, normals and barycentrics), on the bunny (or an icosphere)."""
+    from taichirast.geometry.mesh import vertex_normals
+
+    from .reference import torch_deferred_shading
+
+    path = os.path.join(SHARED, "bunny.obj")
+    if os.path.exists(path):
+        name, (v, f) = "bunny", trio.load_mesh(path)
+        v = trio.normalize_mesh(v)
+    else:
+        name, (v, f) = "icosphere5", tr.meshes.icosphere(5)
+    verts = torch.from_numpy(v).to(device)[None]
+    faces = torch.from_numpy(f).to(device)
+    cam = tr.PerspectiveCamera.look_at(torch.tensor([1.6, 0.6, 2.0]), fov_y=40.0, image_size=(size, size),
+                                       near=0.1, far=10.0, device=device)
+    with torch.no_grad():
+        frags = tr.rasterize(tr.project(verts, cam), faces, (size, size), near=0.1)
+    g = torch.Generator().manual_seed(0)
+    albedo = torch.rand(1, size, size, 3, generator=g).to(device)
+    eye = cam.center()[0]
+    amb, ld, lc = (torch.tensor(x, device=device) for x in ([0.3] * 3, [-0.5, -0.7, -0.5], [0.9] * 3))
+    spc, shin, bg = torch.tensor([0.2] * 3, device=device), torch.tensor(20.0, device=device), torch.zeros(3, device=device)
+    rows = []
+    for impl in ("taichirast shade_fragments", "pure-PyTorch deferred shading"):
+        def run(backward):
+            vv = verts.detach().requires_grad_(backward)
+            bary = frags.bary.detach().requires_grad_(backward)
+            with torch.set_grad_enabled(backward):
+                n = vertex_normals(vv, faces)
+                if impl.startswith("taichirast"):
+                    out = tr.shade_fragments(tr.Fragments(frags.face_id, bary, frags.depth), vv, faces, n, faces,
+                                             albedo, eye, amb, ld[None], lc[None], specular=spc, shininess=shin,
+                                             background=bg)
+                else:
+                    out = torch_deferred_shading(frags.face_id, bary, vv, faces, n, albedo, eye, amb, ld, lc, spc,
+                                                 shin, bg)
+                if backward:
+                    out.sum().backward()
+            return out
+
+        ref = run(False)
+        rows.append({"scene": name, "size": size, "impl": impl, "fwd_ms": timeit(lambda: run(False), device, repeat),
+                     "fwd_bwd_ms": timeit(lambda: run(True), device, repeat), "out": ref.detach()})
+        print(f"  {name} {size}^2 {impl}: fwd {rows[-1]['fwd_ms']:.1f} ms, fwd+bwd {rows[-1]['fwd_bwd_ms']:.1f} ms",
+              flush=True)
+    diff = float((rows[0].pop("out") - rows[1].pop("out")).abs().max())
+    return rows, diff
+
+
 MEMORY_SCRIPT = r"""
 import json, os, resource, sys, time
 def peak_rss_mb():
@@ -296,6 +347,7 @@ def main(argv=None):
     if args.quick:
         args.repeat = 3
     if args.shading:
+        ref_rows, ref_diff = bench_shading_reference(args.device, max(3, args.repeat // 2), size=max(args.sizes))
         rows = bench_shaded(args.device, max(3, args.repeat // 2), size=max(args.sizes))
         print()
         print("| scene | size | mode | unlit fwd ms | lit fwd ms | unlit fwd+bwd ms | lit fwd+bwd ms |")
@@ -304,9 +356,15 @@ def main(argv=None):
             u, l = rows[i], rows[i + 1]
             print(f"| {u['scene']} | {u['size']}² | {u['mode']} | {u['fwd_ms']:.1f} | {l['fwd_ms']:.1f} | "
                   f"{u['fwd_bwd_ms']:.1f} | {l['fwd_bwd_ms']:.1f} |")
+        print()
+        print("| per-pixel Blinn-Phong, one light, gradients to the vertices | scene | size | fwd ms | fwd+bwd ms |")
+        print("|---|---|---:|---:|---:|")
+        for r in ref_rows:
+            print(f"| {r['impl']} | {r['scene']} | {r['size']}² | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} |")
+        print(f"(outputs agree to {ref_diff:.1e})")
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out.replace(".json", "_shading.json"), "w") as fh:
-            json.dump({"rows": rows}, fh, indent=2)
+            json.dump({"rows": rows, "reference": ref_rows, "reference_max_abs_diff": ref_diff}, fh, indent=2)
         return rows, None
     torch.set_num_threads(os.cpu_count() or 1)
     info = tr.info()
