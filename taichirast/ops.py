@@ -173,10 +173,18 @@ def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None, lod=None):
     from ._prims.texture import PRIM
 
     if filter == "trilinear":
+        import torch
+
         from . import mipmap
 
         if lod is None:
             raise ValueError("texture: filter='trilinear' needs lod= (B, H, W) levels of detail")
+        for name, x in (("tex", tex), ("uv", uv), ("lod", lod)):
+            if not torch.is_tensor(x) or not x.is_floating_point():
+                raise TypeError(f"texture: filter='trilinear' takes float torch tensors; {name} is "
+                                f"{type(x).__name__}" + (f" {x.dtype}" if torch.is_tensor(x) else ""))
+        if uv.dim() not in (3, 4) or uv.shape[-1] != 2:
+            raise ValueError(f"texture: uv must have shape (H, W, 2) or (B, H, W, 2), got {tuple(uv.shape)}")
         uv4 = uv if uv.dim() == 4 else uv[None]
         return mipmap.sample_trilinear(mipmap.mipmaps(tex), uv4, lod.reshape(uv4.shape[:3]), wrap=wrap,
                                        face_id=face_id)

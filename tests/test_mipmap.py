@@ -166,6 +166,10 @@ def test_bad_filter_arguments():
     uv = torch.rand(1, 2, 2, 2, dtype=D)
     with pytest.raises(ValueError, match="lod"):
         tr.texture(tex, uv, filter="trilinear")
+    with pytest.raises(TypeError, match="float torch tensors"):
+        tr.texture(tex.numpy(), uv, filter="trilinear", lod=torch.zeros(1, 2, 2, dtype=D))
+    with pytest.raises(ValueError, match="uv must have shape"):
+        tr.texture(tex, uv[..., :1], filter="trilinear", lod=torch.zeros(1, 2, 2, dtype=D))
     with pytest.raises(ValueError, match="lod is only used"):
         tr.texture(tex, uv, lod=torch.zeros(1, 2, 2, dtype=D))
     with pytest.raises(ValueError, match="lod must have shape"):
