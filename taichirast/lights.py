@@ -57,6 +57,11 @@ class Lights:
         self.colors = _t("colors", self.colors, "L3")
         self.point_positions = _t("point_positions", self.point_positions, "L3")
         self.point_colors = _t("point_colors", self.point_colors, "L3")
+        if self.sh is not None and torch.is_tensor(self.sh) and self.sh.dim() == 2 and self.sh.shape[0] > 9:
+            raise ValueError(f"Lights: sh must have shape (9, 3) (bands 0-2, which approximate a Lambertian "
+                             f"surface's irradiance to about 1% on average), got {tuple(self.sh.shape)}; truncate "
+                             f"to the first 9 coefficients, or evaluate any band count with "
+                             f"taichirast.geometry.sh_irradiance")
         self.sh = _t("sh", self.sh, (9, 3))
         for a, b in (("directions", "colors"), ("point_positions", "point_colors")):
             x, y = getattr(self, a), getattr(self, b)
