@@ -59,8 +59,9 @@ Two kernel pairs share the per-point math (``_point_fwd`` / ``_point_bwd``):
   the unnormalised normal ``nr = sum_k w_k nrm[nf[f, k]]`` are interpolated with the
   barycentrics ``w`` inside the kernel, shaded, and background pixels get ``bg``. Backward:
   ``g_w_k = g_x . pos_k + g_nr . nrm_k`` (written per pixel), ``g_pos[pf_k] += w_k g_x`` and
-  ``g_nrm[nf_k] += w_k g_nr`` (atomics on vertex arrays), albedo / per-pixel material per pixel,
-  everything per-mesh into the row partials.
+  ``g_nrm[nf_k] += w_k g_nr`` (summed over each run of consecutive pixels on one face, then one
+  atomic add per run and corner), albedo / per-pixel material per pixel, everything per-mesh into
+  the segment partials (one thread per segment of an image row: the whole row on CPUs).
 """
 import functools
 import math

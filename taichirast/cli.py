@@ -104,11 +104,9 @@ def _scene_args(p):
 
 
 def _state_kwargs(a):
-    from .viewer import load_view_texture
-
     return dict(size=a.size, mode=a.mode, azimuth=a.azimuth, elevation=a.elevation, distance=a.distance, fov=a.fov,
                 light_direction=a.light_dir, light_color=a.light_color, ambient=a.ambient, background=a.background,
-                sigma=a.sigma, gamma=a.gamma, texture=None if a.no_texture else load_view_texture(a.mesh))
+                sigma=a.sigma, gamma=a.gamma)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,10 +160,10 @@ def cmd_render(a) -> int:
     if ext not in (".png", ".jpg", ".jpeg", ".gif", ".bmp"):
         raise UsageError(f"output must end in .png, .jpg, .bmp or .gif, got {a.out!r}")
     from . import io as trio
-    from .viewer import ViewerState, load_view_mesh
+    from .viewer import ViewerState, load_view_scene
 
-    v, f = load_view_mesh(a.mesh)
-    state = ViewerState(v, f, **_state_kwargs(a))
+    v, f, tex = load_view_scene(a.mesh, texture=not a.no_texture)
+    state = ViewerState(v, f, texture=tex, **_state_kwargs(a))
     images = []
     views = range(a.views)
     if a.views > 1 and not a.quiet:
@@ -212,7 +210,8 @@ def cmd_view(a) -> int:
         print("taichirast view: no display found, rendering offscreen", flush=True)
     kw = _state_kwargs(a)
     size, mode = kw.pop("size"), kw.pop("mode")
-    paths = view(a.mesh, size=size, mode=mode, show_window=show, out=a.out, target=a.target, grad_param=a.grad_param, **kw)
+    paths = view(a.mesh, size=size, mode=mode, show_window=show, out=a.out, target=a.target, grad_param=a.grad_param,
+                 texture=not a.no_texture, **kw)
     for pth in paths:
         print(f"wrote {pth}")
     return 0

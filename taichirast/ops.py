@@ -172,6 +172,8 @@ def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None, lod=None):
     """
     from ._prims.texture import PRIM
 
+    if filter not in ("nearest", "bilinear", "trilinear"):
+        raise ValueError(f"texture: filter must be one of 'nearest', 'bilinear', 'trilinear', got {filter!r}")
     if filter == "trilinear":
         import torch
 
@@ -186,6 +188,17 @@ def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None, lod=None):
         if uv.dim() not in (3, 4) or uv.shape[-1] != 2:
             raise ValueError(f"texture: uv must have shape (H, W, 2) or (B, H, W, 2), got {tuple(uv.shape)}")
         uv4 = uv if uv.dim() == 4 else uv[None]
+        B = uv4.shape[0]
+        if tuple(lod.shape) not in (tuple(uv.shape[:-1]), tuple(uv4.shape[:3])):
+            raise ValueError(f"texture: lod must have shape {tuple(uv4.shape[:3])} (uv's without the last axis), "
+                             f"got {tuple(lod.shape)}")
+        if tex.dim() not in (3, 4) or (tex.dim() == 4 and tex.shape[0] not in (1, B)):
+            raise ValueError(f"texture: tex must have shape (Ht, Wt, C) or (B, Ht, Wt, C) with B 1 or uv's batch {B}, "
+                             f"got {tuple(tex.shape)}")
+        if face_id is not None and (not torch.is_tensor(face_id) or face_id.is_floating_point()
+                                    or tuple(face_id.shape) != tuple(uv4.shape[:3])):
+            got = (f"{tuple(face_id.shape)} {face_id.dtype}" if torch.is_tensor(face_id) else type(face_id).__name__)
+            raise ValueError(f"texture: face_id must be an integer tensor of shape {tuple(uv4.shape[:3])}, got {got}")
         return mipmap.sample_trilinear(mipmap.mipmaps(tex), uv4, lod.reshape(uv4.shape[:3]), wrap=wrap,
                                        face_id=face_id)
     if lod is not None:

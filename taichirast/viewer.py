@@ -40,41 +40,56 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 
 from .live import Display, has_display, heat_colormap, signed_colormap  # noqa: F401  (re-exported helpers)
 
-__all__ = ["ViewerState", "Viewer", "view", "load_view_mesh", "load_view_texture"]
+__all__ = ["ViewerState", "Viewer", "view", "load_view_scene", "load_view_mesh", "load_view_texture"]
 
 MODES = ("hard", "soft", "dibr")
 GRAD_PARAMS = ("light_direction", "light_color", "vertices")
 
 
-def load_view_texture(path):
-    """The diffuse texture of a textured OBJ (+ MTL ``map_Kd``) for the viewer:
-    ``dict(texture=(Ht, Wt, 3), uvs=(T, 2), uv_faces=(F, 3))`` NumPy arrays, or None when the file is
-    not an OBJ, has no UVs or no texture. The faces are the file's, like :func:`load_view_mesh`'s."""
-    from . import io as trio
-
-    if str(path).startswith("builtin:") or os.path.splitext(str(path))[1].lower() != ".obj":
-        return None
-    try:
-        m = trio.load_textured_mesh(path)
-    except (ValueError, FileNotFoundError):
-        return None
+def _viewable_texture(m, path):
+    """``dict(texture, uvs, uv_faces)`` of a :class:`taichirast.io.TexturedMesh`, RGB, or None."""
     if m.texture is None or m.uvs is None:
+        if m.uvs is not None:
+            warnings.warn(f"{path}: the mesh has UVs but no diffuse texture (MTL map_Kd); drawing it untextured",
+                          stacklevel=3)
         return None
     tex = np.asarray(m.texture, np.float32)
-    tex = np.repeat(tex[..., :1], 3, axis=-1) if tex.shape[-1] == 1 else tex[..., :3]
+    # grey (1) and grey + alpha (2) -> RGB; RGBA -> RGB (alpha is not drawn)
+    tex = np.repeat(tex[..., :1], 3, axis=-1) if tex.shape[-1] in (1, 2) else tex[..., :3]
     return dict(texture=np.ascontiguousarray(tex), uvs=np.asarray(m.uvs, np.float32),
                 uv_faces=np.asarray(m.uv_faces, np.int32))
 
 
-def load_view_mesh(path):
-    """A mesh for viewing: a file (``tr.io.load_mesh``) or ``builtin:NAME`` (``icosphere``, ``cube``, ``torus``, ...),
-    centred and scaled into the unit sphere. Returns ``(verts (V, 3) float32, faces (F, 3) int32)`` NumPy arrays.
-    OBJ files keep the file's vertex order and faces (so :func:`load_view_texture`'s UV faces match)."""
+def _normalize_referenced(v, f):
+    """Centre and scale into the unit sphere using only the vertices the faces reference (stray
+    ``v`` lines must not shrink the mesh); every vertex is transformed."""
+    from . import io as trio
+
+    used = np.unique(np.asarray(f).reshape(-1))
+    if used.size == 0:
+        return trio.normalize_mesh(v, radius=1.0)
+    vv = np.asarray(v, np.float64)
+    c = (vv[used].min(0) + vv[used].max(0)) / 2.0
+    r = np.linalg.norm(vv[used] - c, axis=1).max()
+    return ((vv - c) / max(r, 1e-12)).astype(np.float32)
+
+
+def load_view_scene(path, texture: bool = True):
+    """A mesh for viewing and its diffuse texture, loaded once: ``(verts (V, 3) float32, faces
+    (F, 3) int32, tex)``, centred and scaled into the unit sphere.
+
+    ``path`` is a mesh file or ``builtin:NAME`` (``icosphere``, ``cube``, ``torus``, ...). For an OBJ
+    with UVs and an MTL ``map_Kd`` texture (and ``texture=True``), ``tex`` is
+    ``dict(texture=(Ht, Wt, 3), uvs=(T, 2), uv_faces=(F, 3))`` and the faces keep the file's vertex
+    order so the UV faces match; otherwise ``tex`` is None. A texture that cannot be loaded (missing
+    MTL or image) gives a warning naming the file and an untextured mesh.
+    """
     from . import io as trio
     from . import meshes
 
@@ -84,12 +99,34 @@ def load_view_mesh(path):
         if fn is None or name.startswith("_") or not callable(fn):
             raise ValueError(f"unknown built-in mesh {name!r} (try icosphere, cube, plane, uv_sphere, cylinder, cone, torus)")
         v, f = fn()
-    elif os.path.splitext(str(path))[1].lower() == ".obj" and load_view_texture(path) is not None:
-        m = trio.load_textured_mesh(path)
-        v, f = m.verts, m.faces
-    else:
-        v, f = trio.load_mesh(path)
-    return trio.normalize_mesh(v, radius=1.0), np.asarray(f, np.int32)
+        return trio.normalize_mesh(v, radius=1.0), np.asarray(f, np.int32), None
+    if texture and os.path.splitext(str(path))[1].lower() == ".obj":
+        try:
+            m = trio.load_textured_mesh(path)
+        except FileNotFoundError as e:   # the OBJ exists (checked by load_mesh below) but its MTL / image does not
+            if os.path.isfile(path):
+                warnings.warn(f"{e}; drawing the mesh untextured", stacklevel=2)
+            m = None
+        except ValueError:
+            m = None                      # not parseable as a textured OBJ: load_mesh reports it
+        if m is not None:
+            tex = _viewable_texture(m, path)
+            if tex is not None:
+                return _normalize_referenced(m.verts, m.faces), np.asarray(m.faces, np.int32), tex
+    v, f = trio.load_mesh(path)
+    return trio.normalize_mesh(v, radius=1.0), np.asarray(f, np.int32), None
+
+
+def load_view_texture(path):
+    """The diffuse texture of a textured OBJ (see :func:`load_view_scene`), or None."""
+    return load_view_scene(path)[2]
+
+
+def load_view_mesh(path):
+    """``(verts, faces)`` of :func:`load_view_scene` (OBJ files with a texture keep their vertex
+    order so the texture's UV faces match)."""
+    v, f, _ = load_view_scene(path)
+    return v, f
 
 
 class ViewerState:
@@ -116,6 +153,9 @@ class ViewerState:
         self.torch = torch
         self.texture = None
         if texture is not None:
+            missing = [k for k in ("texture", "uvs", "uv_faces") if k not in texture]
+            if missing:
+                raise ValueError(f"ViewerState: texture must be a dict with texture, uvs and uv_faces; missing {missing}")
             self.texture = {k: torch.as_tensor(np.asarray(texture[k]),
                                                dtype=torch.int32 if k == "uv_faces" else torch.float32)
                             for k in ("texture", "uvs", "uv_faces")}
@@ -458,11 +498,12 @@ class Viewer:
         self.display.close()
 
 
-def view(path, size=(512, 512), mode="hard", show_window=None, out=None, target=None, **state_kw):
-    """Open the viewer on a mesh file (or ``builtin:NAME``). Without a display, write ``out`` (default
-    ``view.png``) and ``<out>_gradient.png`` offscreen and return their paths."""
-    v, f = load_view_mesh(path)
-    state = ViewerState(v, f, size=size, mode=mode, **state_kw)
+def view(path, size=(512, 512), mode="hard", show_window=None, out=None, target=None, texture=True, **state_kw):
+    """Open the viewer on a mesh file (or ``builtin:NAME``; an OBJ's diffuse texture is drawn unless
+    ``texture=False``). Without a display, write ``out`` (default ``view.png``) and
+    ``<out>_gradient.png`` offscreen and return their paths."""
+    v, f, tex = load_view_scene(path, texture=bool(texture))
+    state = ViewerState(v, f, size=size, mode=mode, texture=tex, **state_kw)
     if target is not None:
         from .io import load_texture_image
 

@@ -170,6 +170,17 @@ def test_bad_filter_arguments():
         tr.texture(tex.numpy(), uv, filter="trilinear", lod=torch.zeros(1, 2, 2, dtype=D))
     with pytest.raises(ValueError, match="uv must have shape"):
         tr.texture(tex, uv[..., :1], filter="trilinear", lod=torch.zeros(1, 2, 2, dtype=D))
+    with pytest.raises(ValueError, match="lod must have shape"):
+        tr.texture(tex, uv, filter="trilinear", lod=torch.zeros(1, 2, 3, dtype=D))
+    with pytest.raises(ValueError, match="tex must have shape"):
+        tr.texture(torch.rand(3, 4, 4, 3, dtype=D), torch.rand(2, 2, 2, 2, dtype=D), filter="trilinear",
+                   lod=torch.zeros(2, 2, 2, dtype=D))
+    with pytest.raises(ValueError, match="face_id must be an integer tensor"):
+        tr.texture(tex, uv, filter="trilinear", lod=torch.zeros(1, 2, 2, dtype=D), face_id=torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="filter must be one of"):
+        tr.texture(tex, uv, filter="cubic")
+    with pytest.raises(ValueError, match="torch-only"):
+        tr.np.texture(tex.numpy(), uv.numpy(), filter="trilinear")
     with pytest.raises(ValueError, match="lod is only used"):
         tr.texture(tex, uv, lod=torch.zeros(1, 2, 2, dtype=D))
     with pytest.raises(ValueError, match="lod must have shape"):

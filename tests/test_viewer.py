@@ -241,3 +241,38 @@ def test_textured_obj_is_drawn_with_its_texture(tmp_path):
     assert st.vertex_gradient().shape == (4, 3)
     view = st.gradient_view()
     assert view.shape == (24, 24) and np.isfinite(view).all()
+
+
+def test_textured_obj_edge_cases(tmp_path):
+    """Grey + alpha textures become RGB, stray vertices do not shrink the mesh, a missing texture
+    file warns and draws the mesh untextured, and the Python API draws the texture too."""
+    import imageio.v2 as imageio
+
+    from taichirast.viewer import ViewerState, load_view_scene, view
+
+    la = np.zeros((4, 4, 2), np.uint8)
+    la[..., 0], la[..., 1] = 200, 255
+    imageio.imwrite(tmp_path / "la.png", la)
+    (tmp_path / "q.mtl").write_text("newmtl m\nmap_Kd la.png\n")
+    (tmp_path / "q.obj").write_text(
+        "mtllib q.mtl\nv -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\nv 50 0 0\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl m\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    v, f, tex = load_view_scene(str(tmp_path / "q.obj"))
+    assert tex["texture"].shape == (4, 4, 3) and np.allclose(tex["texture"], 200 / 255, atol=1e-3)
+    assert np.allclose(np.abs(v[:4]).max(), 1 / np.sqrt(2), atol=1e-5)      # the quad fills the unit sphere
+    frame = ViewerState(v, f, texture=tex, size=(16, 16), azimuth=0.0, elevation=0.0, ambient=(1.0, 1.0, 1.0),
+                        light_color=(0.0, 0.0, 0.0)).frame()
+    assert np.allclose(frame[8, 8], 200 / 255, atol=2e-2)
+    v2, f2, tex2 = load_view_scene(str(tmp_path / "q.obj"), texture=False)
+    assert tex2 is None and f2.shape == (2, 3)
+    (tmp_path / "q.mtl").write_text("newmtl m\nmap_Kd missing.png\n")
+    with pytest.warns(UserWarning, match="missing.png"):
+        v3, f3, tex3 = load_view_scene(str(tmp_path / "q.obj"))
+    assert tex3 is None and f3.shape == (2, 3)
+    with pytest.raises(ValueError, match="missing"):
+        ViewerState(v, f, texture={"texture": tex["texture"]})
+    (tmp_path / "q.mtl").write_text("newmtl m\nmap_Kd la.png\n")
+    paths = view(str(tmp_path / "q.obj"), size=(16, 16), show_window=False, out=str(tmp_path / "v.png"),
+                  azimuth=0.0, elevation=0.0, ambient=(1.0, 1.0, 1.0), light_color=(0.0, 0.0, 0.0))
+    img = imageio.imread(paths[0])
+    assert abs(int(img[8, 8, 0]) - 200) < 8

@@ -4,7 +4,9 @@ Per pixel with ``face_id >= 0`` the world position and the normal are interpolat
 barycentrics inside the kernel (no ``(B, H, W, 3)`` position / normal images), shaded exactly as
 :func:`taichirast.shade` does, and background pixels get ``background``. It is the fused form of
 ``interpolate(positions) + interpolate(normals) + shade + composite``, and the backward sums the
-per-mesh gradients (lights, camera, material, background) per image row instead of per pixel.
+per-mesh gradients (lights, camera, material, background) in registers per segment of an image row
+(the whole row on CPUs) instead of per pixel, and scatters position / normal gradients to the
+vertices once per run of pixels on one face.
 
 Inputs:
 
@@ -146,9 +148,10 @@ SEGMENT = None
 
 
 def _segment(W):
-    from ..runtime import requested_arch
+    from ..runtime import arch, requested_arch
 
-    S = SEGMENT if SEGMENT is not None else (W if requested_arch() == "cpu" else 16)
+    running = arch() or requested_arch()   # the arch Taichi actually runs on (it may have fallen back to CPU)
+    S = SEGMENT if SEGMENT is not None else (W if running in ("cpu", "x64", "arm64") else 16)
     S = max(1, min(int(S), max(W, 1)))
     return S, -(-max(W, 1) // S)
 

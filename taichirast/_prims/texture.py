@@ -41,6 +41,9 @@ def _choice(name, value, allowed):
 
 
 def prepare(tex, uv, filter="bilinear", wrap="repeat", face_id=None):
+    if filter == "trilinear":
+        raise ValueError(f"{FN}: filter='trilinear' (mip-mapping) is torch-only: use taichirast.texture(..., "
+                         f"filter='trilinear', lod=...) or taichirast.mipmap")
     filter = _choice("filter", filter, FILTERS)
     wrap = _choice("wrap", wrap, WRAPS)
     kind = V.kind_of(tex, uv, face_id)
