@@ -25,7 +25,7 @@ def run(*args, cwd=None, timeout=180):
                           cwd=cwd or ROOT, env=ENV, timeout=timeout)
 
 
-def _one_line_error(res, *words):
+def _assert_one_line_error(res, *words):
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     err = res.stderr.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -55,21 +55,21 @@ def test_help_for_every_command():
 
 
 def test_bad_options_and_commands_are_one_line_errors():
-    _one_line_error(run("frobnicate"), "invalid choice")
-    _one_line_error(run("render", "builtin:cube", "--mode", "wire"), "--mode", "invalid choice")
-    _one_line_error(run("render", "builtin:cube", "--size", "big"), "size")
-    _one_line_error(run("render", "builtin:cube", "--azimuth", "left"), "--azimuth")
+    _assert_one_line_error(run("frobnicate"), "invalid choice")
+    _assert_one_line_error(run("render", "builtin:cube", "--mode", "wire"), "--mode", "invalid choice")
+    _assert_one_line_error(run("render", "builtin:cube", "--size", "big"), "size")
+    _assert_one_line_error(run("render", "builtin:cube", "--azimuth", "left"), "--azimuth")
 
 
 def test_render_errors(tmp_path, mesh_file):
-    _one_line_error(run("render", tmp_path / "missing.obj", "-o", tmp_path / "x.png"), "no such file", "missing.obj")
-    _one_line_error(run("render", tmp_path, "-o", tmp_path / "x.png"), "directory")
-    _one_line_error(run("render", mesh_file, "-o", tmp_path / "nodir" / "x.png"), "output folder")
-    _one_line_error(run("render", mesh_file, "-o", tmp_path / "x.tiff"), ".png")
-    _one_line_error(run("render", mesh_file, "--views", "0"), "--views")
+    _assert_one_line_error(run("render", tmp_path / "missing.obj", "-o", tmp_path / "x.png"), "no such file", "missing.obj")
+    _assert_one_line_error(run("render", tmp_path, "-o", tmp_path / "x.png"), "directory")
+    _assert_one_line_error(run("render", mesh_file, "-o", tmp_path / "nodir" / "x.png"), "output folder")
+    _assert_one_line_error(run("render", mesh_file, "-o", tmp_path / "x.tiff"), ".png")
+    _assert_one_line_error(run("render", mesh_file, "--views", "0"), "--views")
     bad = tmp_path / "bad.obj"
     bad.write_text("v 0 0 0\nf 1 2 9\n")
-    _one_line_error(run("render", bad, "-o", tmp_path / "x.png"), "bad.obj")
+    _assert_one_line_error(run("render", bad, "-o", tmp_path / "x.png"), "bad.obj")
 
 
 def test_render_success_single_and_turntable(tmp_path, mesh_file):
@@ -105,9 +105,9 @@ def test_view_offscreen_and_errors(tmp_path, mesh_file):
     assert res.returncode == 0, res.stderr
     assert "no display" in res.stdout
     assert out.stat().st_size > 0 and (tmp_path / "v_gradient.png").stat().st_size > 0
-    _one_line_error(run("view", tmp_path / "nope.ply"), "no such file")
-    _one_line_error(run("view", mesh_file, "--target", tmp_path / "nope.png"), "no such file")
-    _one_line_error(run("view", mesh_file, "--grad-param", "fov"), "invalid choice")
+    _assert_one_line_error(run("view", tmp_path / "nope.ply"), "no such file")
+    _assert_one_line_error(run("view", mesh_file, "--target", tmp_path / "nope.png"), "no such file")
+    _assert_one_line_error(run("view", mesh_file, "--grad-param", "fov"), "invalid choice")
 
 
 def test_demo_list_run_and_errors(tmp_path):
@@ -117,7 +117,7 @@ def test_demo_list_run_and_errors(tmp_path):
                  "fit_texture", "fit_sh_lighting"):
         assert name in res.stdout
     assert "_common" not in res.stdout
-    _one_line_error(run("demo", "no_such_demo"), "unknown demo", "fit_silhouette")
+    _assert_one_line_error(run("demo", "no_such_demo"), "unknown demo", "fit_silhouette")
     res = run("demo", "fit_silhouette", "--steps", "2", "--size", "24", "--views", "2", "--level", "1",
               "--quiet", "--out", tmp_path / "fs", "--gui", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -154,7 +154,7 @@ def test_console_script_when_installed(tmp_path):
     res = subprocess.run([exe, "demo", "--list"], capture_output=True, text=True, env=ENV, timeout=60)
     assert res.returncode == 0 and "fit_silhouette" in res.stdout
     res = subprocess.run([exe, "render", str(tmp_path / "none.obj")], capture_output=True, text=True, env=ENV)
-    _one_line_error(res, "no such file")
+    _assert_one_line_error(res, "no such file")
 
 
 def test_parser_helpers():
