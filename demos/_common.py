@@ -95,6 +95,17 @@ def add_output_args(parser, name, gif_every=5):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def progress(n, desc, quiet=False):
+    """``range(n)`` with a tqdm progress bar (plain ``range`` when ``quiet`` or tqdm is missing)."""
+    if not quiet:
+        try:
+            from tqdm import trange
+        except ImportError:  # tqdm is optional
+            return range(n)
+        return trange(n, desc=desc)
+    return range(n)
+
+
 def add_live_args(parser):
     """The live-view arguments of the fitting demos: --gui, --live, --live-every, --live-format.
 

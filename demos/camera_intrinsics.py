@@ -27,7 +27,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress  # noqa: E402
 
 
 def builtin_object(level=2):
@@ -111,11 +111,7 @@ def main(argv=None):
 
     err0 = errors(init)
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="camera_intrinsics")
+    it = progress(args.steps, "camera_intrinsics", quiet=args.quiet)
     live = make_live(args, "camera_intrinsics", [log_f, pp], [opt])
     t_start = time.time()
     for step in it:

@@ -25,7 +25,7 @@ import taichirast as tr
 from taichirast import io as trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live, progress  # noqa: E402
 
 PURPLE = (0.55, 0.2, 0.75)
 GREEN = (0.2, 0.75, 0.25)
@@ -72,11 +72,7 @@ def main(argv=None):
     opt = torch.optim.Adam([alb], lr=args.lr)
     err0 = error(alb0)
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_material")
+    it = progress(args.steps, "fit_material", quiet=args.quiet)
     live = make_live(args, "fit_material", [alb], [opt])
     t_start = time.time()
     for step in it:

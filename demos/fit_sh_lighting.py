@@ -30,7 +30,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, load_normalized, rgba_strip, ring_eyes, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, load_normalized, rgba_strip, ring_eyes, add_live_args, make_live, progress  # noqa: E402
 
 BANDS = (slice(0, 1), slice(1, 4), slice(4, 9))
 
@@ -115,11 +115,7 @@ def main(argv=None):
     opt = torch.optim.Adam([L], lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.steps, 1), eta_min=args.lr * 0.02)
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_sh_lighting")
+    it = progress(args.steps, "fit_sh_lighting", quiet=args.quiet)
     live = make_live(args, "fit_sh_lighting", [L], [opt])
     t_start = time.time()
     for step in it:

@@ -25,7 +25,7 @@ from taichirast import meshes
 from taichirast.geometry import edge_length_loss, laplacian_smoothing, silhouette_iou
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, load_normalized, ring_eyes, superellipsoid, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, load_normalized, ring_eyes, superellipsoid, add_live_args, make_live, progress  # noqa: E402
 
 
 def rounded_box(level=4, power=4.0, scale=(1.1, 0.75, 0.9)):
@@ -91,11 +91,7 @@ def main(argv=None):
     with torch.no_grad():
         before = silhouettes(src, soft=False)
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_silhouette")
+    it = progress(args.steps, "fit_silhouette", quiet=args.quiet)
     live = make_live(args, "fit_silhouette", [offset], [opt])
     t0 = time.time()
     loss_val = float("nan")

@@ -28,7 +28,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, rgba_strip, ring_eyes, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, rgba_strip, ring_eyes, add_live_args, make_live, progress  # noqa: E402
 
 SPOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "spot",
                     "spot_triangulated.obj")
@@ -123,11 +123,7 @@ def main(argv=None):
     opt = torch.optim.Adam([tex], lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.steps, 1), eta_min=args.lr * 0.05)
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="fit_texture")
+    it = progress(args.steps, "fit_texture", quiet=args.quiet)
     live = make_live(args, "fit_texture", [tex], [opt])
     t_start = time.time()
     for step in it:

@@ -43,7 +43,7 @@ from taichirast import meshes  # noqa: E402
 from taichirast.nn import (FeatureSteeredConv, graph_pool, graph_unpool, mesh_graph, mesh_hierarchy,  # noqa: E402
                            pack_graphs)
 
-from _common import add_output_args, rgba_strip, ring_cameras  # noqa: E402
+from _common import add_output_args, rgba_strip, ring_cameras, progress  # noqa: E402
 
 PARTS = ("body", "head", "leg", "tail")
 PALETTE = torch.tensor([[0.85, 0.75, 0.45], [0.85, 0.3, 0.3], [0.25, 0.45, 0.85], [0.3, 0.75, 0.35]])
@@ -225,11 +225,7 @@ def main(argv=None):
         model = FeaStNet(widths=(16, 32, 32) if args.smoke else (32, 64, 64, 64))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = None
-    it = range(args.steps) if (args.quiet or trange is None) else trange(args.steps, desc="mesh_segmentation")
+    it = progress(args.steps, "mesh_segmentation", quiet=args.quiet)
     rng = np.random.default_rng(args.seed + 1)
     t0 = time.time()
     for step in it:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -28,6 +29,9 @@ from taichirast import io as trio
 from taichirast import meshes
 from taichirast.geometry import vertex_normals
 from taichirast.geometry.deformation import acap_energy, arap_energy, arap_solve
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import progress  # noqa: E402
 
 
 def tube(n, rings, height, radius):
@@ -109,11 +113,7 @@ def main(argv=None):
         img = tr.render(verts.float(), faces, cam, colors=cols, mode="hard", background=(1.0, 1.0, 1.0))[0]
         return img[..., :3]
 
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(steps) if args.quiet else trange(steps, desc=f"non_rigid_deformation ({args.method})")
+    it = progress(steps, f"non_rigid_deformation ({args.method})", quiet=args.quiet)
     frames = [picture(rest)]
     t0 = time.time()
     if args.method == "arap":

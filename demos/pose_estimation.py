@@ -28,7 +28,7 @@ from taichirast import meshes
 from taichirast.geometry import transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress  # noqa: E402
 
 
 def composite_shape(level=2):
@@ -121,11 +121,7 @@ def main(argv=None):
 
     err0 = (rot_err_deg(R0), (t0 - t_gt).norm().item())
     frames = []
-    try:
-        from tqdm import trange
-    except ImportError:  # tqdm is optional
-        trange = range
-    it = range(args.steps) if args.quiet else trange(args.steps, desc="pose_estimation")
+    it = progress(args.steps, "pose_estimation", quiet=args.quiet)
     live = make_live(args, "pose_estimation", [w, t], [opt])
     t_start = time.time()
     for step in it:
