@@ -6,31 +6,20 @@ rasterizer's backward pass is not bit-deterministic, so runs vary slightly): wit
 the pose demo ends at ~0.7 / ~1.6 deg and ~0.001 / ~0.02 translation (seeds 0 / 1) from 40 deg and
 0.2, and the intrinsics demo at <= 1.7% focal and <= 0.3 px principal point error from 30% and 8 px.
 """
-import importlib.util
 import math
-import os
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-OUTPUTS = ("target.png", "before.png", "after.png", "optimization.gif")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"demo_{name}", os.path.join(ROOT, "demos", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from demo_support import assert_outputs_written, load_demo
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pose_estimation_demo(tmp_path, capsys, seed):
-    demo = _load("pose_estimation")
+    demo = load_demo("pose_estimation")
     res = demo.main(["--steps", "60", "--size", "48", "--views", "2", "--sigma-start", "3e-3",
                      "--seed", str(seed), "--gif-every", "20",
                      "--out", str(tmp_path), "--quiet"])
-    for name in OUTPUTS:
-        assert (tmp_path / name).stat().st_size > 0
+    assert_outputs_written(tmp_path)
     assert res["initial_rotation_error_deg"] == pytest.approx(40.0, abs=1e-3)
     assert math.isfinite(res["rotation_error_deg"]) and math.isfinite(res["translation_error"])
     assert res["rotation_error_deg"] < 0.5 * res["initial_rotation_error_deg"]
@@ -43,7 +32,7 @@ def test_pose_estimation_builtin_shape_is_asymmetric():
     # would make the pose ambiguous): its vertex set changes under each.
     import torch
 
-    demo = _load("pose_estimation")
+    demo = load_demo("pose_estimation")
     v, _ = demo.composite_shape()
     v = torch.from_numpy(v)
     for axis in range(3):
@@ -55,11 +44,10 @@ def test_pose_estimation_builtin_shape_is_asymmetric():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_camera_intrinsics_demo(tmp_path, capsys, seed):
-    demo = _load("camera_intrinsics")
+    demo = load_demo("camera_intrinsics")
     res = demo.main(["--steps", "60", "--height", "40", "--width", "48", "--views", "3", "--seed", str(seed),
                      "--gif-every", "20", "--out", str(tmp_path), "--quiet"])
-    for name in OUTPUTS:
-        assert (tmp_path / name).stat().st_size > 0
+    assert_outputs_written(tmp_path)
     assert res["initial_focal_error"] == pytest.approx(0.3, abs=1e-5)
     assert res["initial_principal_point_error_px"] == pytest.approx(8.0, abs=1e-4)
     assert res["focal_error"] < 0.5 * res["initial_focal_error"]

@@ -6,29 +6,18 @@ PSNR over visible texels by more than 3 dB (from a grey texture) and halve the i
 SH demo must cut both the relative coefficient error and the image error below half their initial
 values (starting from zeros and from a constant environment).
 """
-import importlib.util
 import math
-import os
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-OUTPUTS = ("target.png", "before.png", "after.png", "optimization.gif")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"demo_{name}", os.path.join(ROOT, "demos", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from demo_support import OUTPUTS, assert_outputs_written, load_demo
 
 
 def test_fit_texture_demo(tmp_path, capsys):
-    demo = _load("fit_texture")
+    demo = load_demo("fit_texture")
     res = demo.main(["--procedural", "--steps", "25", "--size", "40", "--views", "3", "--tex-size", "32",
                      "--lr", "0.1", "--gif-every", "10", "--out", str(tmp_path), "--quiet"])
-    for name in OUTPUTS + ("texture_target.png", "texture_after.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    assert_outputs_written(tmp_path, OUTPUTS + ("texture_target.png", "texture_after.png"))
     assert math.isfinite(res["texture_psnr"])
     assert 0.0 < res["visible_fraction"] < 1.0
     assert res["texture_psnr"] > res["initial_texture_psnr"] + 3.0
@@ -41,7 +30,7 @@ def test_spherical_uvs_do_not_span_the_seam():
 
     from taichirast import meshes
 
-    demo = _load("fit_texture")
+    demo = load_demo("fit_texture")
     v, f = meshes.uv_sphere(n_lat=8, n_lon=12)
     uvs, uvf = demo.spherical_uvs(v.astype(np.float64), f)
     assert uvs.shape == (3 * f.shape[0], 2) and uvf.shape == f.shape
@@ -51,11 +40,10 @@ def test_spherical_uvs_do_not_span_the_seam():
 
 @pytest.mark.parametrize("init", ["zeros", "constant"])
 def test_fit_sh_lighting_demo(tmp_path, capsys, init):
-    demo = _load("fit_sh_lighting")
+    demo = load_demo("fit_sh_lighting")
     res = demo.main(["--level", "2", "--steps", "100", "--size", "32", "--views", "4", "--init", init,
                      "--lr", "0.1", "--gif-every", "10", "--out", str(tmp_path), "--quiet"])
-    for name in OUTPUTS + ("env_target_after.png",):
-        assert (tmp_path / name).stat().st_size > 0
+    assert_outputs_written(tmp_path, OUTPUTS + ("env_target_after.png",))
     assert math.isfinite(res["sh_rel_error"])
     assert res["sh_rel_error"] < 0.5 * res["initial_sh_rel_error"]
     assert res["image_mse"] < 0.5 * res["initial_image_mse"]

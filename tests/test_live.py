@@ -14,7 +14,8 @@ import taichirast as tr
 from taichirast import live as L
 from taichirast.live import Display, LiveOptimization, compose_dashboard
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from demo_support import load_demo
+
 
 
 
@@ -171,15 +172,8 @@ def test_display_roundtrip_offscreen():
         d.close()
 
 
-def _demo(name):
-    spec = importlib.util.spec_from_file_location(f"demo_live_{name}", os.path.join(ROOT, "demos", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_demo_live_flag_records_the_dashboard(tmp_path, capsys):
-    demo = _demo("fit_material")
+    demo = load_demo("fit_material")
     demo.main(["--mesh", "none", "--steps", "3", "--size", "24", "--views", "2", "--out", str(tmp_path), "--quiet",
                "--live", "--live-every", "2"])
     live_dir = tmp_path / "live"

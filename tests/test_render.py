@@ -114,15 +114,10 @@ def test_bad_render_input():
 
 
 def test_demo_fit_silhouette_smoke(tmp_path):
-    import importlib.util
-    import os
+    from demo_support import assert_outputs_written, load_demo
 
-    path = os.path.join(os.path.dirname(__file__), "..", "demos", "fit_silhouette.py")
-    spec = importlib.util.spec_from_file_location("fit_silhouette", path)
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_demo("fit_silhouette")
     iou = demo.main(["--steps", "30", "--size", "48", "--views", "4", "--level", "2", "--sigma", "3e-4",
                      "--lr", "0.02", "--out", str(tmp_path), "--quiet"])
-    for name in ("target.png", "before.png", "after.png", "optimization.gif"):
-        assert (tmp_path / name).stat().st_size > 0
+    assert_outputs_written(tmp_path)
     assert iou > 0.85  # from ~0.8 for the initial sphere
