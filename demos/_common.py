@@ -61,6 +61,17 @@ def rgba_strip(rgba, n=4):
     return torch.cat(list(rgb[:n]), dim=1)
 
 
+def compare_strip(current, target, n=4):
+    """GIF frame: the current RGBA views above the target ones (each clamped to [0, 1], on grey)."""
+    return torch.cat([rgba_strip(current.detach().clamp(0, 1), n), rgba_strip(target.detach().clamp(0, 1), n)], dim=0)
+
+
+def log_anneal(start, end, step, steps):
+    """Geometric interpolation from ``start`` (step 0) to ``end`` (the last of ``steps`` steps)."""
+    frac = step / max(steps - 1, 1)
+    return math.exp(math.log(start) * (1 - frac) + math.log(end) * frac)
+
+
 BUNNY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "bunny.obj")
 
 

@@ -27,7 +27,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress, compare_strip, log_anneal  # noqa: E402
 
 
 def builtin_object(level=2):
@@ -115,8 +115,7 @@ def main(argv=None):
     live = make_live(args, "camera_intrinsics", [log_f, pp], [opt])
     t_start = time.time()
     for step in it:
-        frac = step / max(args.steps - 1, 1)
-        sigma = math.exp(math.log(args.sigma_start) * (1 - frac) + math.log(args.sigma_end) * frac)
+        sigma = log_anneal(args.sigma_start, args.sigma_end, step, args.steps)
         k = current()
         img = render(k, sigma)
         loss = ((img - target) ** 2).mean()
@@ -129,7 +128,7 @@ def main(argv=None):
             fe, pe = errors(k)
             it.set_postfix(loss=f"{loss.item():.5f}", focal_err=f"{100 * fe:.2f}%", pp_err=f"{pe:.2f}px")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
+            frames.append(compare_strip(img, target))
     elapsed = time.time() - t_start
     live.close()
 

@@ -25,7 +25,7 @@ import taichirast as tr
 from taichirast import io as trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live, progress  # noqa: E402
+from _common import add_output_args, bunny_or_builtin, rgba_strip, ring_cameras, add_live_args, make_live, progress, compare_strip  # noqa: E402
 
 PURPLE = (0.55, 0.2, 0.75)
 GREEN = (0.2, 0.75, 0.25)
@@ -87,7 +87,7 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 5 == 0:
             it.set_postfix(loss=f"{loss.item():.5f}", albedo_err=f"{error(alb):.4f}")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0).clamp(0, 1))
+            frames.append(compare_strip(img, target))
     elapsed = time.time() - t_start
     live.close()
 

@@ -30,7 +30,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, load_normalized, rgba_strip, ring_eyes, add_live_args, make_live, progress  # noqa: E402
+from _common import add_output_args, load_normalized, rgba_strip, ring_eyes, add_live_args, make_live, progress, compare_strip  # noqa: E402
 
 BANDS = (slice(0, 1), slice(1, 4), slice(4, 9))
 
@@ -129,7 +129,7 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.2e}", coef_err=f"{rel_err(L.detach(), L_gt):.4f}")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([rgba_strip(img.detach().clamp(0, 1)), rgba_strip(target.clamp(0, 1))], dim=0))
+            frames.append(compare_strip(img, target))
     elapsed = time.time() - t_start
     live.close()
 

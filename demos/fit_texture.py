@@ -28,7 +28,7 @@ from taichirast import io as trio
 from taichirast import meshes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, rgba_strip, ring_eyes, add_live_args, make_live, progress  # noqa: E402
+from _common import add_output_args, rgba_strip, ring_eyes, add_live_args, make_live, progress, compare_strip  # noqa: E402
 
 SPOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "meshes", "spot",
                     "spot_triangulated.obj")
@@ -139,7 +139,7 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.5f}", psnr=f"{psnr(tex.detach(), tex_gt, visible):.2f}dB")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
+            frames.append(compare_strip(img, target))
     elapsed = time.time() - t_start
     live.close()
 

@@ -28,7 +28,7 @@ from taichirast import meshes
 from taichirast.geometry import transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress  # noqa: E402
+from _common import add_output_args, attach, load_normalized, rgba_strip, ring_eyes, superellipsoid, vertex_colors, add_live_args, make_live, progress, compare_strip, log_anneal  # noqa: E402
 
 
 def composite_shape(level=2):
@@ -125,8 +125,7 @@ def main(argv=None):
     live = make_live(args, "pose_estimation", [w, t], [opt])
     t_start = time.time()
     for step in it:
-        frac = step / max(args.steps - 1, 1)
-        sigma = math.exp(math.log(args.sigma_start) * (1 - frac) + math.log(args.sigma_end) * frac)
+        sigma = log_anneal(args.sigma_start, args.sigma_end, step, args.steps)
         R, tt = current()
         img = render(R, tt, sigma)
         loss = ((img - target) ** 2).mean()
@@ -138,7 +137,7 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.5f}", rot_err=f"{rot_err_deg(R):.2f}deg")
         if step % args.gif_every == 0 or step == args.steps - 1:
-            frames.append(torch.cat([rgba_strip(img.detach()), rgba_strip(target)], dim=0))
+            frames.append(compare_strip(img, target))
     elapsed = time.time() - t_start
     live.close()
 
