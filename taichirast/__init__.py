@@ -14,7 +14,8 @@ from .runtime import ensure_init, info  # noqa: F401
 # public name -> module that defines it (loaded lazily; these modules import torch)
 _LAZY = {
     "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
-    "dibr_silhouette": "ops", "texture": "ops", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
+    "dibr_silhouette": "ops", "texture": "texturing", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
+    "project_points": "ops",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
     "render": "render", "Renderer": "render", "Lights": "lights", "Material": "lights",
 }

@@ -166,3 +166,12 @@ def batch(fn, sizes: dict) -> int:
     if len(set(bs.values())) > 1:
         raise ValueError(f"{fn}: batch sizes must agree or be 1, got " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
     return next(iter(bs.values()), 1)
+
+
+def fragment_fields(fn, name, fragments, fields):
+    """The named fields of a :class:`~taichirast.Fragments`-like argument (anything with those attributes)."""
+    missing = [f for f in fields if not hasattr(fragments, f)]
+    if missing:
+        raise TypeError(f"{fn}: {name} must be a taichirast.Fragments (from rasterize) with fields "
+                        f"{', '.join(fields)}; got {type(fragments).__name__}")
+    return tuple(getattr(fragments, f) for f in fields)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ops
+from . import ops, texturing
 from .fragments import Fragments
 
 MODES = ("hard", "soft", "dibr")
@@ -329,7 +329,7 @@ def _render(verts, faces, camera, colors=None, mode="soft", background=None, per
                 if J is None:
                     return ops.texture(m, uv_img, face_id=frags.face_id, **tex_kw)
                 lod = mipmap.lod_from_jacobian(J, (m.shape[-3], m.shape[-2]))
-                return ops.texture(m, uv_img, face_id=frags.face_id, lod=lod, **tex_kw)
+                return texturing.texture(m, uv_img, face_id=frags.face_id, lod=lod, **tex_kw)
 
             if texture is not None:
                 alb = sample_pix(texture)

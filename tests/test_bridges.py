@@ -38,7 +38,8 @@ def test_soft_and_dibr_numpy_match_torch():
     sv, f, cols = _scene()
     rgba, pb = trnp.vjp(trnp.soft_rasterize, sv, f, cols, (13, 11), sigma=1e-3)
     g = np.random.default_rng(2).standard_normal(rgba.shape)
-    g_sv, g_cols = pb(g)
+    g_sv, g_cols, g_bg = pb(g)
+    assert g_bg is None  # background not given: no gradient entry
     s = torch.from_numpy(sv).requires_grad_()
     c = torch.from_numpy(cols).requires_grad_()
     out = tr.soft_rasterize(s, torch.from_numpy(f), c, (13, 11), sigma=1e-3)
@@ -46,6 +47,13 @@ def test_soft_and_dibr_numpy_match_torch():
     np.testing.assert_allclose(rgba, out.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(g_sv, s.grad.numpy(), rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(g_cols, c.grad.numpy(), rtol=1e-8, atol=1e-9)
+    # a differentiable argument given by keyword gets its gradient in signature order
+    bg = np.array([0.2, 0.3, 0.4])
+    _, pb = trnp.vjp(trnp.soft_rasterize, sv, f, cols, (13, 11), sigma=1e-3, background=bg)
+    tbg = torch.from_numpy(bg).requires_grad_()
+    tr.soft_rasterize(torch.from_numpy(sv), torch.from_numpy(f), torch.from_numpy(cols), (13, 11), sigma=1e-3,
+                      background=tbg).backward(torch.from_numpy(g))
+    np.testing.assert_allclose(pb(g)[2], tbg.grad.numpy(), rtol=1e-10)
 
     frags = trnp.rasterize(sv, f, (13, 11))
     alpha, pb = trnp.vjp(trnp.dibr_silhouette, sv, f, frags, (13, 11))

@@ -200,7 +200,7 @@ def test_float32_matches_float64():
 
 def _bad(**kw):
     sv, faces, fid = scene(seed=0, B=1, n_tri=2)
-    args = dict(screen_verts=sv, faces=faces, face_id=fid, image_size=(12, 10))
+    args = dict(screen_verts=sv, faces=faces, fragments=fid, image_size=(12, 10))
     args.update(kw)
     return args
 
@@ -208,9 +208,9 @@ def _bad(**kw):
 @pytest.mark.parametrize("kw, exc, word", [
     (dict(sigmainv=0.0), ValueError, "sigmainv"),
     (dict(box_len=-0.1), ValueError, "box_len"),
-    (dict(face_id=torch.zeros(1, 12, 9, dtype=torch.int32)), ValueError, "face_id"),
-    (dict(face_id=torch.full((1, 12, 10), 5, dtype=torch.int32)), ValueError, "face_id"),
-    (dict(face_id=torch.zeros(1, 12, 10)), TypeError, "face_id"),
+    (dict(fragments=torch.zeros(1, 12, 9, dtype=torch.int32)), ValueError, "face_id"),
+    (dict(fragments=torch.full((1, 12, 10), 5, dtype=torch.int32)), ValueError, "face_id"),
+    (dict(fragments=torch.zeros(1, 12, 10)), TypeError, "face_id"),
     (dict(screen_verts=torch.full((6, 3), float("inf"), dtype=torch.float64)), ValueError, "screen_verts"),
     (dict(faces=torch.tensor([[0, 1, 6]])), ValueError, "faces"),
     (dict(image_size=(12, 0)), ValueError, "image_size"),

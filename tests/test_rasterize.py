@@ -6,6 +6,7 @@ import torch
 import taichirast._prims.raster as raster_prim
 from taichirast._prims.interpolate import PRIM as INTERP
 from taichirast._prims.raster import PRIM as RAST
+from taichirast.fragments import Fragments
 
 Z_TINY = 1e-8
 
@@ -279,7 +280,7 @@ def test_gradcheck_rasterize_interpolate_chain(persp):
 
     def fn(x):
         fid, bary, depth = RAST.torch_call(x, ft, (12, 16), perspective_correct=persp)
-        return INTERP.torch_call(attrs, ft, fid, bary)
+        return INTERP.torch_call(attrs, ft, Fragments(fid, bary, depth))
 
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
 

@@ -222,8 +222,8 @@ def test_torch_and_numpy_bridges_agree():
     np.testing.assert_allclose(out_np, out_t.numpy(), atol=1e-13, rtol=0)
     out2, pullback = PRIM.numpy_vjp(sv.numpy()[0], faces.numpy(), colors.numpy()[0], **kw)
     np.testing.assert_allclose(out2, out_np, atol=1e-13, rtol=0)
-    g_sv, g_col = pullback(weight)
-    assert g_sv.shape == (sv.shape[1], 3) and g_col.shape == (colors.shape[1], 3)
+    g_sv, g_col, g_bg = pullback(weight)  # background given by keyword: its gradient comes third
+    assert g_sv.shape == (sv.shape[1], 3) and g_col.shape == (colors.shape[1], 3) and g_bg.shape == bg.shape
     np.testing.assert_allclose(g_sv, gs.numpy()[0], atol=1e-11, rtol=1e-11)
     np.testing.assert_allclose(g_col, gc.numpy()[0], atol=1e-11, rtol=1e-11)
 

@@ -52,7 +52,7 @@ def check_clouds(fn, x, y, x_lengths=None, y_lengths=None, names=("x", "y")):
     return x, y, xl, yl, B
 
 
-def prepare(x, y, x_lengths=None, y_lengths=None):
+def knn1(x, y, x_lengths=None, y_lengths=None):
     x, y, xl, yl, B = check_clouds(FN, x, y, x_lengths, y_lengths)
     return Prepared(inputs=[x, y, xl, yl], sources=["x", "y", None, None], params={"B": B})
 
@@ -86,4 +86,4 @@ def backward(saved, params, grads, needs):
     return [gx, gy, None, None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("x", "y"))
+PRIM = Primitive(FN, knn1, forward, backward, differentiable=("x", "y"))

@@ -29,9 +29,26 @@ from .soft import tile_size_arg
 FN = "dibr_silhouette"
 
 
-def prepare(screen_verts, faces, face_id, image_size, sigmainv=7000.0, box_len=0.02, near=0.01, tile_size=16):
-    if face_id is not None and hasattr(face_id, "face_id") and not A.is_array(face_id):
-        face_id = face_id.face_id
+def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0, box_len=0.02, near=0.01, tile_size=16):
+    """DIB-R soft silhouette (Chen et al. 2019): alpha with gradients from pixels outside the mesh.
+
+    Covered pixels (``fragments.face_id >= 0``) get alpha 1; every other pixel gets
+    ``1 - prod_j (1 - exp(-sigmainv * d_j^2))`` over the faces within ``box_len`` (NDC, of the
+    face's bounding box), ``d_j`` the NDC distance from the pixel centre to face j.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)``; faces ``(F, 3)``.
+        fragments: :class:`~taichirast.Fragments` of the same mesh from :func:`rasterize` (or just
+            its ``face_id (B, H, W)`` image).
+        image_size: ``(H, W)``.
+        sigmainv: sharpness (Kaolin's default 7000, NDC units).
+        box_len: neighbourhood half-size in NDC units.
+
+    Returns:
+        ``(B, H, W)`` alpha, differentiable w.r.t. ``screen_verts`` (x, y).
+    """
+    # Fragments, or (for callers holding only the ids) the face_id image itself
+    face_id = fragments.face_id if hasattr(fragments, "face_id") and not A.is_array(fragments) else fragments
     kind = V.kind_of(screen_verts, faces, face_id)
     sv = V.verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
@@ -106,4 +123,4 @@ def backward(saved, params, grads, needs):
     return [gsv, None, None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("screen_verts",))
+PRIM = Primitive(FN, dibr_silhouette, forward, backward, differentiable=("screen_verts",))

@@ -26,13 +26,27 @@ def _int_image(name, x, kind, like):
     return x
 
 
-def prepare(attrs, faces, face_id, bary):
+def interpolate(attrs, faces, fragments):
+    """Interpolate per-vertex attributes at every pixel with the fragments' barycentrics.
+
+    Args:
+        attrs: ``(V, C)`` or ``(B, V, C)`` float attributes.
+        faces: ``(F, 3)`` indices into ``attrs`` with the same face order as the rasterized mesh.
+            For face-varying data (UV seams, per-corner normals) pass the attribute topology,
+            e.g. ``uv_faces``, or ``arange(3F).reshape(F, 3)`` with ``attrs`` of shape ``(3F, C)``.
+        fragments: :class:`~taichirast.Fragments` from :func:`rasterize`.
+
+    Returns:
+        ``(B, H, W, C)``; 0 on background. Differentiable w.r.t. ``attrs`` and, through
+        ``fragments.bary``, the screen vertices.
+    """
+    face_id, bary = V.fragment_fields(FN, "fragments", fragments, ("face_id", "bary"))
     kind = V.kind_of(attrs, faces, face_id, bary)
     attrs = V.float_array(FN, "attrs", attrs, kind, ndims=(2, 3))
     attrs = attrs[None] if attrs.ndim == 2 else attrs
     faces = V.faces(FN, "faces", faces, kind, n_verts=attrs.shape[1], like=attrs)
-    face_id = _int_image("face_id", face_id, kind, attrs)
-    bary = V.float_array(FN, "bary", bary, kind, attrs, ndims=(4,), last=3, finite=False)
+    face_id = _int_image("fragments.face_id", face_id, kind, attrs)
+    bary = V.float_array(FN, "fragments.bary", bary, kind, attrs, ndims=(4,), last=3, finite=False)
     if tuple(bary.shape[:3]) != tuple(face_id.shape):
         raise ValueError(f"{FN}: bary must have shape face_id.shape + (3,) = {tuple(face_id.shape) + (3,)}, "
                          f"got {tuple(bary.shape)}")
@@ -50,7 +64,7 @@ def prepare(attrs, faces, face_id, bary):
             raise ValueError(f"{FN}: face_id has values in [{lo}, {hi}] but there are {faces.shape[0]} faces "
                              f"(valid: -1 for background, or [0, {faces.shape[0] - 1}])")
     face_id = A.astype(face_id, "int32")
-    return Prepared(inputs=[attrs, faces, face_id, bary], sources=["attrs", None, None, "bary"],
+    return Prepared(inputs=[attrs, faces, face_id, bary], sources=["attrs", None, None, "fragments.bary"],
                     params={})
 
 
@@ -97,4 +111,4 @@ def backward(saved, params, grads, needs):
     return [g_attrs if need_attrs else None, None, None, g_bary if need_bary else None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("attrs", "bary"))
+PRIM = Primitive(FN, interpolate, forward, backward, differentiable=("attrs", "fragments"))

@@ -17,7 +17,7 @@ FN = "vertex_normals"
 EPS = 1e-12
 
 
-def prepare(verts, faces):
+def vertex_normals(verts, faces):
     kind = V.kind_of(verts, faces)
     verts = V.verts(FN, "verts", verts, kind)
     faces = V.faces(FN, "faces", faces, kind, n_verts=verts.shape[1], like=verts)
@@ -50,4 +50,4 @@ def backward(saved, params, grads, needs):
     return [g_v, None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("verts",))
+PRIM = Primitive(FN, vertex_normals, forward, backward, differentiable=("verts",))

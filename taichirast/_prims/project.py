@@ -9,7 +9,23 @@ from ..runtime import ensure_init
 FN = "project"
 
 
-def prepare(verts, R, t, intrinsics, orthographic=False):
+def project_points(verts, R, t, intrinsics, orthographic=False):
+    """Project world vertices with raw camera tensors (:func:`taichirast.project` takes a camera object).
+
+    OpenCV convention: world-to-camera ``x_cam = R @ x + t``, camera looking down +Z, x right,
+    y down. Perspective: ``(fx * x / z + cx, fy * y / z + cy, z)``; orthographic:
+    ``(fx * x + cx, fy * y + cy, z)`` (fx, fy in pixels per unit).
+
+    Args:
+        verts: ``(V, 3)`` or ``(B, V, 3)`` float world positions.
+        R: ``(3, 3)`` or ``(B, 3, 3)`` rotation; t: ``(3,)`` or ``(B, 3)`` translation.
+        intrinsics: ``(4,)`` or ``(B, 4)`` = ``fx, fy, cx, cy`` in pixels.
+        orthographic: orthographic instead of perspective projection.
+
+    Returns:
+        ``(B, V, 3)``: ``x, y`` in pixels (pixel centres at half-integers) and ``z`` = camera
+        depth. Differentiable w.r.t. ``verts``, ``R``, ``t`` and ``intrinsics``.
+    """
     kind = V.kind_of(verts, R, t, intrinsics)
     verts = V.verts(FN, "verts", verts, kind)
     R = V.float_array(FN, "R", R, kind, verts, ndims=(2, 3), last=3)
@@ -66,4 +82,4 @@ def backward(saved, params, grads, needs):
     return [gv, A.contiguous(gR), gt, gi]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("verts", "R", "t", "intrinsics"))
+PRIM = Primitive(FN, project_points, forward, backward, differentiable=("verts", "R", "t", "intrinsics"))

@@ -31,6 +31,12 @@ from ..runtime import ensure_init
 
 FN = "rasterize"
 
+
+def _fragments(outs):
+    from ..fragments import Fragments
+
+    return Fragments(*outs)
+
 # Depth-test schedule: "face" (one thread per face visiting its own bbox pixels, atomic_min on a
 # per-pixel depth key; no binning: best on CPU, where faces of real meshes cover a few pixels),
 # "pixel" (tile binning, then one thread per pixel walking its tile's list: GPU), or None =
@@ -38,8 +44,35 @@ FN = "rasterize"
 SCHEDULE = None
 
 
-def prepare(screen_verts, faces, image_size, perspective_correct=True, cull_backfaces=False, near=0.01,
+def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_backfaces=False, near=0.01,
             tile_size=8):
+    """Hard rasterization: visible face, barycentrics and depth per pixel.
+
+    Each pixel keeps the nearest face whose interior contains its centre, ties going to the
+    smaller face id (deterministic). On CPU each face scans the pixels of its own bounding box
+    (depth test by atomic-min on packed depth/id keys); on GPU triangles are binned into
+    ``tile_size``-pixel tiles (CSR lists sized from counts, so nothing is ever dropped) and each
+    pixel walks its tile's list. Both schedules give bitwise-identical results. Triangles crossing
+    the near plane are clipped exactly (2D homogeneous rasterization); points behind the camera
+    never show.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project` (x, y pixels, z camera depth).
+        faces: ``(F, 3)`` int32/int64 vertex indices, counter-clockwise seen from the camera =
+            front-facing; shared by the batch.
+        image_size: ``(H, W)`` or an int, any positive size.
+        perspective_correct: barycentrics and depth for a perspective projection (``True``) or
+            screen-linear (``False``; use it for orthographic cameras).
+        cull_backfaces: drop faces that are clockwise on screen.
+        near: minimum camera depth; nearer parts of triangles are clipped.
+        tile_size: binning tile edge in pixels on GPU (a speed knob, never a limit).
+
+    Returns:
+        :class:`~taichirast.Fragments` ``(face_id (B,H,W) int32, bary (B,H,W,3), depth (B,H,W))``
+        with ``-1`` / 0 / ``+inf`` on background. ``bary`` and ``depth`` are differentiable
+        w.r.t. ``screen_verts`` (not through visibility changes: use soft modes or
+        :func:`dibr_silhouette` for silhouette gradients).
+    """
     kind = V.kind_of(screen_verts, faces)
     sv = V.verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
@@ -56,7 +89,7 @@ def prepare(screen_verts, faces, image_size, perspective_correct=True, cull_back
     tile_size = int(tile_size)
     if tile_size <= 0:
         raise ValueError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
-    return Prepared(inputs=[sv, faces], sources=["screen_verts", None],
+    return Prepared(inputs=[sv, faces], sources=["screen_verts", None], pack=_fragments,
                     params={"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
                             "tile": tile_size})
 
@@ -125,4 +158,4 @@ def backward(saved, params, grads, needs):
     return [grad_sv, None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("screen_verts",))
+PRIM = Primitive(FN, rasterize, forward, backward, differentiable=("screen_verts",))

@@ -88,9 +88,30 @@ def check_lights(fn, kind, like, ambient, light_dirs, light_colors, point_positi
     return arrs, L, P
 
 
-def prepare(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
+def shade(normals, positions, albedo, specular, shininess, camera_center, ambient=None,
             light_dirs=None, light_colors=None, point_positions=None, point_colors=None,
             sh_coeffs=None, *, model="blinn_phong", attenuation_k=0.0, material_ambient=None):
+    """Shade points with Lambert / Phong / Blinn-Phong reflectance and ambient, directional, point and SH lights.
+
+    Args:
+        normals, positions, albedo, specular: ``(N, 3)`` (normals are normalised inside; a zero
+            normal gets ambient only and zero gradient). Flatten images with ``.reshape(-1, 3)``.
+        shininess: ``(N,)`` exponents >= 0.
+        camera_center: ``(3,)`` world position of the eye (view vector ``v = normalize(eye - x)``).
+        ambient: ``(3,)`` ambient light colour (adds ``albedo * material_ambient * ambient``).
+        light_dirs, light_colors: ``(L, 3)`` directional lights; a direction is where the light
+            travels (``l = -normalize(d)``).
+        point_positions, point_colors: ``(P, 3)`` point lights, attenuated by ``1 / (1 + k d^2)``
+            with ``k = attenuation_k``.
+        sh_coeffs: ``(9, 3)`` spherical-harmonics environment (bands 0-2, Ramamoorthi & Hanrahan
+            irradiance; adds ``albedo * E(n) / pi``).
+        model: ``"lambert"``, ``"phong"`` or ``"blinn_phong"`` (TF Graphics' conventions: diffuse
+            ``albedo c (n.l)``, specular ``specular c max(n.h, 0)^shininess`` where ``n.l > 0``).
+        material_ambient: ``(N, 3)`` ambient reflectance of the material per point (default 1).
+
+    Returns:
+        ``(N, 3)`` RGB (not clamped), differentiable w.r.t. every float input.
+    """
     from taichirast.kernels.shade import MODELS
 
     kind = V.kind_of(normals, positions, albedo, specular, shininess, camera_center, ambient, light_dirs,
@@ -179,4 +200,4 @@ def backward(saved, params, grads, needs):
     return [o if n else None for o, n in zip(out, needs)]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=_NAMES)
+PRIM = Primitive(FN, shade, forward, backward, differentiable=_NAMES)

@@ -40,6 +40,7 @@ _NAMES = ("face_id", "bary", "positions", "position_faces", "normals", "normal_f
           "ambient", "light_dirs", "light_colors", "point_positions", "point_colors", "sh_coeffs",
           "material_ambient", "specular", "shininess", "background")
 _DIFF = tuple(n for n in _NAMES if n not in ("face_id", "position_faces", "normal_faces"))
+_SOURCE = {"bary": "fragments.bary"}  # kernel input -> the public argument it comes from
 
 
 def _batched(name, x, kind, like, B, nd):
@@ -73,20 +74,48 @@ def _material(name, x, kind, like, B, H, W, C, default):
     return x.reshape((B, H, W, C)), 1, True
 
 
-def prepare(face_id, bary, positions, position_faces, normals, normal_faces, albedo, camera_center, ambient=None,
-            light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None,
-            material_ambient=None, specular=None, shininess=None, background=None, *, model="blinn_phong",
-            attenuation_k=0.0):
+def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, camera_center, ambient=None,
+                    light_dirs=None, light_colors=None, point_positions=None, point_colors=None, sh_coeffs=None,
+                    material_ambient=None, specular=None, shininess=None, background=None, *, model="blinn_phong",
+                    attenuation_k=0.0):
+    """Deferred shading of rasterized fragments in one fused pass (what :func:`render` uses when lit).
+
+    Equal to ``shade(interpolate(normals, normal_faces, fragments), interpolate(positions, faces,
+    fragments), albedo, ...)`` on covered pixels and ``background`` elsewhere, without the
+    position / normal images and with per-mesh gradients summed per image row (no per-pixel
+    gradient buffers for lights, camera or material).
+
+    Args:
+        fragments: :class:`~taichirast.Fragments` (``face_id (B, H, W)``, ``bary (B, H, W, 3)``).
+        positions: ``(V, 3)`` / ``(B, V, 3)`` world positions; ``faces (F, 3)`` index them.
+        normals: ``(Vn, 3)`` / ``(B, Vn, 3)`` normals (normalised inside) indexed by
+            ``normal_faces (F, 3)``: vertex normals with ``faces`` (smooth shading) or face normals
+            with ``normal_faces[f] = (f, f, f)`` (flat shading).
+        albedo: ``(B, H, W, 3)`` diffuse colour per pixel.
+        camera_center: ``(3,)`` / ``(B, 3)`` eye position (world).
+        ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs, model,
+            attenuation_k: the lights and reflectance model, as in :func:`shade`.
+        material_ambient, specular: ``(3,)`` / ``(B, 3)`` per mesh or ``(B, H, W, 3)`` per pixel
+            (defaults 1 and 0); shininess: scalar / ``(B,)`` per mesh or ``(B, H, W)`` per pixel
+            (default 1).
+        background: ``(3,)`` colour of pixels with ``face_id < 0`` (default 0).
+
+    Returns:
+        ``(B, H, W, 3)`` RGB, differentiable w.r.t. ``fragments.bary``, positions, normals, albedo,
+        camera centre, every light and material parameter and the background.
+    """
     from taichirast.kernels.shade import MODELS
 
+    face_id, bary = V.fragment_fields(FN, "fragments", fragments, ("face_id", "bary"))
+    position_faces = faces
     kind = V.kind_of(face_id, bary, positions, normals, albedo, camera_center, ambient, light_dirs, light_colors,
                      point_positions, point_colors, sh_coeffs, material_ambient, specular, shininess, background)
     if not isinstance(model, str) or model not in MODELS:
         raise ValueError(f"{FN}: model must be one of {sorted(MODELS)}, got {model!r}")
     k = V.number(FN, "attenuation_k", attenuation_k, lo=0.0)
-    bary = V.float_array(FN, "bary", bary, kind, ndims=(4,), last=3, finite=False)
+    bary = V.float_array(FN, "fragments.bary", bary, kind, ndims=(4,), last=3, finite=False)
     like = bary
-    face_id = _int_image("face_id", face_id, kind, like)
+    face_id = _int_image("fragments.face_id", face_id, kind, like)
     if tuple(bary.shape[:3]) != tuple(face_id.shape):
         raise ValueError(f"{FN}: bary must have shape face_id.shape + (3,) = {tuple(face_id.shape) + (3,)}, "
                          f"got {tuple(bary.shape)}")
@@ -95,7 +124,7 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
     B, H, W = face_id.shape
     positions = _batched("positions", positions, kind, like, B, 2)
     normals = _batched("normals", normals, kind, like, B, 2)
-    position_faces = V.faces(FN, "position_faces", position_faces, kind, n_verts=positions.shape[1], like=like)
+    position_faces = V.faces(FN, "faces", position_faces, kind, n_verts=positions.shape[1], like=like)
     normal_faces = V.faces(FN, "normal_faces", normal_faces, kind, n_verts=normals.shape[1], like=like)
     F = position_faces.shape[0]
     if normal_faces.shape[0] != F:
@@ -136,7 +165,7 @@ def prepare(face_id, bary, positions, position_faces, normals, normal_faces, alb
             sources.append(None)
         else:
             inputs.append(x)
-            sources.append(name if name in _DIFF else None)
+            sources.append(_SOURCE.get(name, name) if name in _DIFF else None)
     params = {"L": L, "P": P, "k": k, "model": MODELS[model], "use_sh": int(sh_coeffs is not None),
               "pix": (flags["material_ambient"], flags["specular"], flags["shininess"])}
     return Prepared(inputs=inputs, sources=sources, params=params)
@@ -231,4 +260,5 @@ def backward(saved, params, grads, needs):
     return [o if n else None for o, n in zip(out, needs)]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=_DIFF)
+PRIM = Primitive(FN, shade_fragments, forward, backward,
+                 differentiable=tuple(_SOURCE.get(n, n).split(".")[0] for n in _DIFF))

@@ -51,8 +51,35 @@ def tile_size_arg(fn, tile_size):
     return t
 
 
-def prepare(screen_verts, faces, colors, image_size, background=None, sigma=1e-4, gamma=1e-4, eps=1e-10,
+def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sigma=1e-4, gamma=1e-4, eps=1e-10,
             near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=16):
+    """Soft rasterization and aggregation (SoftRas, Liu et al. 2019), O(1) memory per pixel.
+
+    Each face j covers pixel p with probability ``D_j = sigmoid(±d_j^2 / sigma)`` (+ inside,
+    - outside), ``d_j`` the distance from p to the triangle in NDC units (the shorter image side
+    spans [-1, 1], as in PyTorch3D, so published sigma values apply). Alpha is
+    ``1 - prod_j (1 - D_j)``; colour is the softmax over depth
+    ``sum_j w_j c_j + w_b background`` with ``w_j ∝ D_j exp(z_j / gamma)``,
+    ``w_b ∝ exp(eps / gamma)``, ``z_j = (far - depth) / (far - near)``. Faces with
+    ``D_j < cull_eps`` at a pixel are skipped (and binned away); there is no faces-per-pixel cap.
+    Faces with a vertex at ``z <= near`` are dropped.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project`.
+        faces: ``(F, 3)`` int indices.
+        colors: per-vertex ``(V, C)`` / ``(B, V, C)``, or per-face ``(F, C)`` / ``(B, F, C)``
+            with ``per_face=True``. Outside a face, a pixel takes the colour of the face's
+            nearest point.
+        image_size: ``(H, W)``.
+        background: ``(C,)`` background colour (default zeros); differentiable.
+        sigma, gamma: sharpness of coverage and of the depth softmax (> 0).
+        eps: background depth offset in the softmax.
+        near, far: depth normalisation (the camera's near / far).
+
+    Returns:
+        ``(B, H, W, C + 1)`` RGBA (colour channels then alpha). Differentiable w.r.t.
+        ``screen_verts`` (x, y and z), ``colors`` and ``background``.
+    """
     kind = V.kind_of(screen_verts, faces, colors, background)
     sv = V.verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
@@ -165,4 +192,4 @@ def backward(saved, params, grads, needs):
     return [gsv, None, gcol, gbg]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("screen_verts", "colors", "background"))
+PRIM = Primitive(FN, soft_rasterize, forward, backward, differentiable=("screen_verts", "colors", "background"))

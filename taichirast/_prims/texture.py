@@ -40,10 +40,29 @@ def _choice(name, value, allowed):
     return value
 
 
-def prepare(tex, uv, filter="bilinear", wrap="repeat", face_id=None):
+def texture(tex, uv, filter="bilinear", wrap="repeat", face_id=None):
+    """Sample a texture at per-pixel UVs (nearest or bilinear), differentiable in texture and UVs.
+
+    This is the primitive (torch and NumPy). :func:`taichirast.texture` adds mip-mapped
+    ``filter="trilinear"`` sampling (torch only) on top of it.
+
+    Args:
+        tex: ``(Ht, Wt, C)`` or ``(B, Ht, Wt, C)`` float texture, texel row 0 at the top (a batch
+            of 1 is shared by every image).
+        uv: ``(H, W, 2)`` or ``(B, H, W, 2)``; OBJ/OpenGL convention: u left to right, v bottom
+            to top, texel (i, j) centred at ``u = (j + .5) / Wt``, ``v = 1 - (i + .5) / Ht``.
+        filter: ``"nearest"`` or ``"bilinear"``.
+        wrap: ``"repeat"`` (bilinear blends across the seam) or ``"clamp"`` (clamp to edge).
+        face_id: optional ``(B, H, W)`` int: pixels with ``face_id < 0`` get 0 and no gradient.
+
+    Returns:
+        ``(B, H, W, C)``. Gradients to ``tex`` (scatter of the bilinear weights) and ``uv``
+        (bilinear: the blend's slope, one-sided exactly on texel-centre lines, 0 beyond a
+        clamped edge; nearest: 0).
+    """
     if filter == "trilinear":
-        raise ValueError(f"{FN}: filter='trilinear' (mip-mapping) is torch-only: use taichirast.texture(..., "
-                         f"filter='trilinear', lod=...) or taichirast.mipmap")
+        raise ValueError(f"{FN}: filter='trilinear' (mip-mapping) is a composite above this primitive and "
+                         f"torch-only: use taichirast.texture(..., filter='trilinear', lod=...)")
     filter = _choice("filter", filter, FILTERS)
     wrap = _choice("wrap", wrap, WRAPS)
     kind = V.kind_of(tex, uv, face_id)
@@ -123,4 +142,4 @@ def backward(saved, params, grads, needs):
     return [g_tex if need_tex else None, g_uv if need_uv else None, None]
 
 
-PRIM = Primitive(FN, prepare, forward, backward, differentiable=("tex", "uv"))
+PRIM = Primitive(FN, texture, forward, backward, differentiable=("tex", "uv"))
