@@ -17,23 +17,30 @@ _LAZY = {
     "dibr_silhouette": "ops", "texture": "texturing", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
     "project_points": "ops",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
-    "render": "render", "Renderer": "render", "Lights": "lights", "Material": "lights",
+    "render": "render", "Renderer": "render", "MeshRasterizer": "render", "MeshShader": "render", "Lights": "lights", "Material": "lights",
 }
 # (`taichirast.render` is the function; its module is reached as `taichirast.render_module`
 # or `import taichirast.render`.)
-_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments", "lights")
+_SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments", "lights", "stages",
+               "topology", "texturing")
+
+
+def _load(module):
+    """Import a submodule; importing ``render`` binds the package attribute ``render`` to the module
+    (whichever name was asked for), so rebind the public function of that name at once."""
+    mod = _importlib.import_module(f".{module}", __name__)
+    if _LAZY.get(module) == module:
+        globals()[module] = getattr(mod, module)
+    return mod
 
 
 def __getattr__(name):
     if name in _LAZY:
-        mod = _importlib.import_module(f".{_LAZY[name]}", __name__)
-        value = getattr(mod, name)
-        # Importing the submodule `render` binds the package attribute `render` to the module;
-        # rebind the public name to the function so `tr.render(...)` keeps working.
+        value = getattr(_load(_LAZY[name]), name)
         globals()[name] = value
         return value
     if name == "render_module":
-        return _importlib.import_module(".render", __name__)
+        return _load("render")
     if name in _SUBMODULES:
         return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'taichirast' has no attribute {name!r}")

@@ -1,0 +1,48 @@
+"""Rasterizer stages: ``rasterizer(scene) -> Raster(screen_verts, fragments)``."""
+from __future__ import annotations
+
+import torch
+
+from .. import ops
+from ..fragments import Fragments
+from .scene import Raster
+
+
+def clip_far(frags, far):
+    """Fragments beyond the far plane become background (nothing is visible there)."""
+    if not bool(((frags.depth > far) & (frags.face_id >= 0)).any()):
+        return frags
+    keep = frags.depth <= far
+    return Fragments(torch.where(keep, frags.face_id, torch.full_like(frags.face_id, -1)),
+                     frags.bary * keep[..., None],
+                     torch.where(keep, frags.depth, torch.full_like(frags.depth, float("inf"))))
+
+
+def project_only(scene):
+    """Screen vertices, no fragments (SoftRas needs none)."""
+    return Raster(ops.project(scene.verts, scene.camera), None)
+
+
+def hard(scene):
+    """Projection and one layer of hard fragments (:func:`taichirast.rasterize`), clipped at far."""
+    cam = scene.camera
+    sv = ops.project(scene.verts, cam)
+    frags = ops.rasterize(sv, scene.faces, scene.image_size, perspective_correct=not cam.orthographic,
+                          cull_backfaces=scene.cull_backfaces, near=cam.near, **scene.tile)
+    return Raster(sv, clip_far(frags, cam.far))
+
+
+def layered(scene):
+    """Projection and ``options["splat_layers"]`` depth layers of fragments
+    (:func:`taichirast.rasterize_layers`), fields ``(B, K, H, W)``, clipped at far."""
+    cam = scene.camera
+    sv = ops.project(scene.verts, cam)
+    frags = ops.rasterize_layers(sv, scene.faces, scene.image_size, num_layers=scene.options["splat_layers"],
+                                 perspective_correct=not cam.orthographic, cull_backfaces=scene.cull_backfaces,
+                                 near=cam.near, **scene.tile)
+    return Raster(sv, clip_far(frags, cam.far))
+
+
+def layer(frags, k):
+    """Layer ``k`` of layered fragments as ordinary ``(B, H, W)`` Fragments."""
+    return Fragments(frags.face_id[:, k].contiguous(), frags.bary[:, k], frags.depth[:, k])
