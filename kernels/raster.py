@@ -51,6 +51,14 @@ face from ``sv`` with the very same ``_cover`` function (the differentiable part
 nvdiffrast-style), and ``backward`` (one thread per pixel, hand-written) scatters ``+=`` into
 ``grad_sv``. The bbox of a triangle crossing the near plane comes from clipping it against
 ``z = near`` in homogeneous coordinates, so it stays tight.
+
+Depth peeling (K layers, taichirast/_prims/raster_layers.py): buffers laid out ``(B, K, H, W)``.
+Layer 0 is the plain depth test above; layer k >= 1 keeps, per pixel, the nearest fragment whose
+(depth, face id) key is strictly greater than layer k - 1's (``raster_faces_peel`` /
+``raster_pixels_peel``: same coverage and depth arithmetic, plus that test), so layer k is the
+k-th entry of the pixel's faces sorted by (depth, id). Both schedules compare depths as ordered
+ints (the face schedule's keys), so they peel alike; ``resolve`` / ``bary`` / ``backward`` then
+run unchanged on the ``B * K`` layer images with the vertices repeated per layer.
 """
 import functools
 
@@ -244,6 +252,62 @@ def build(real):
                 fdata[b, f, 2 * k + 1] = ys[k]
                 fdata[b, f, 6 + k] = _w(zs[k], persp)
 
+    @ti.func
+    def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, f, V, K, layer, H, W, near, persp, cull, second,
+                   peel: ti.template()):
+        """Face f of batch b visits its bbox pixels (body of ``raster_faces`` / ``raster_faces_peel``).
+
+        Pixel buffers are laid out ``(B, K, H, W)``; this pass writes layer ``layer``. With ``peel``
+        a covered pixel p is a candidate only if its (depth, face) key is strictly greater than the
+        previous layer's at ``p - H * W`` (and the face differs from the previous layer's).
+        """
+        xs, ys, zs = _verts(sv, faces, b * V, f)
+        keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
+        if keep:
+            w0, w1, w2 = _w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)
+            px0, px1 = _pixel_range(xmin, xmax, W)
+            py0, py1 = _pixel_range(ymin, ymax, H)
+            # Common case: every w_i > 0 (orthographic, or all vertices in front of the camera),
+            # so sign(q_i) = sign(E_i) and sign(Q) = sign(det): a sign test on the E_i rejects
+            # uncovered pixels before any division (and agrees with _from_edges' own test).
+            fast = (not persp) or (zs.min() > 0)
+            s = real(1.0) if edge_function(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]) > 0 else real(-1.0)
+            for py in range(py0, py1 + 1):
+                cy = real(py) + real(0.5)
+                row = ((b * K + layer) * H + py) * W
+                for px in range(px0, px1 + 1):
+                    cx = real(px) + real(0.5)
+                    E0 = edge_function(xs[1], ys[1], xs[2], ys[2], cx, cy)
+                    E1 = edge_function(xs[2], ys[2], xs[0], ys[0], cx, cy)
+                    E2 = edge_function(xs[0], ys[0], xs[1], ys[1], cx, cy)
+                    cov = 0
+                    d = real(0.0)
+                    if (not fast) or ti.min(s * E0, ti.min(s * E1, s * E2)) >= 0:
+                        cov, _b0, _b1, _b2, d = _from_edges(E0, E1, E2, w0, w1, w2, near, persp)
+                    if cov:
+                        p = row + px
+                        if ti.static(real == ti.f32):
+                            k = (ti.cast(_ordered(d), ti.i64) << 32) | ti.cast(f, ti.i64)
+                            if k < key[p]:
+                                if ti.static(peel):
+                                    pk = key[p - H * W]  # KEY_EMPTY (no previous face): nothing is greater
+                                    if k > pk and f != ti.cast(pk & ti.i64(0xFFFFFFFF), ti.i32):
+                                        ti.atomic_min(key[p], k)
+                                else:
+                                    ti.atomic_min(key[p], k)
+                        else:
+                            k = _ordered(d)
+                            ok = 1
+                            if ti.static(peel):
+                                pk = key[p - H * W]
+                                pf = fid[p - H * W]
+                                ok = f != pf and (k > pk or (k == pk and f > pf))
+                            if not second:
+                                if k < key[p] and ok:
+                                    ti.atomic_min(key[p], k)
+                            elif k == key[p] and f < fid[p] and ok:
+                                ti.atomic_min(fid[p], f)
+
     @ti.kernel
     def raster_faces(sv: arr, faces: iarr, key: karr, fid: iarr, B: ti.i32, H: ti.i32, W: ti.i32, near: real,
                      persp: ti.i32, cull: ti.i32, second: ti.i32):
@@ -259,42 +323,23 @@ def build(real):
         for i in range(B * F):
             b = i // F
             f = i - b * F
-            xs, ys, zs = _verts(sv, faces, b * V, f)
-            keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
-            if keep:
-                w0, w1, w2 = _w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)
-                px0, px1 = _pixel_range(xmin, xmax, W)
-                py0, py1 = _pixel_range(ymin, ymax, H)
-                # Common case: every w_i > 0 (orthographic, or all vertices in front of the camera),
-                # so sign(q_i) = sign(E_i) and sign(Q) = sign(det): a sign test on the E_i rejects
-                # uncovered pixels before any division (and agrees with _from_edges' own test).
-                fast = (not persp) or (zs.min() > 0)
-                s = real(1.0) if edge_function(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]) > 0 else real(-1.0)
-                for py in range(py0, py1 + 1):
-                    cy = real(py) + real(0.5)
-                    row = (b * H + py) * W
-                    for px in range(px0, px1 + 1):
-                        cx = real(px) + real(0.5)
-                        E0 = edge_function(xs[1], ys[1], xs[2], ys[2], cx, cy)
-                        E1 = edge_function(xs[2], ys[2], xs[0], ys[0], cx, cy)
-                        E2 = edge_function(xs[0], ys[0], xs[1], ys[1], cx, cy)
-                        cov = 0
-                        d = real(0.0)
-                        if (not fast) or ti.min(s * E0, ti.min(s * E1, s * E2)) >= 0:
-                            cov, _b0, _b1, _b2, d = _from_edges(E0, E1, E2, w0, w1, w2, near, persp)
-                        if cov:
-                            p = row + px
-                            if ti.static(real == ti.f32):
-                                k = (ti.cast(_ordered(d), ti.i64) << 32) | ti.cast(f, ti.i64)
-                                if k < key[p]:
-                                    ti.atomic_min(key[p], k)
-                            else:
-                                k = _ordered(d)
-                                if not second:
-                                    if k < key[p]:
-                                        ti.atomic_min(key[p], k)
-                                elif k == key[p] and f < fid[p]:
-                                    ti.atomic_min(fid[p], f)
+            _face_pass(sv, faces, key, fid, b, f, V, 1, 0, H, W, near, persp, cull, second, False)
+
+    @ti.kernel
+    def raster_faces_peel(sv: arr, faces: iarr, key: karr, fid: iarr, B: ti.i32, K: ti.i32, layer: ti.i32,
+                          H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
+        """Face schedule, depth peeling: layer ``layer >= 1`` of key / fid buffers laid out ``(B, K, H, W)``.
+
+        Layer ``layer`` keeps, per pixel, the smallest (depth, face id) key strictly greater than
+        layer ``layer - 1``'s (same packing and passes as ``raster_faces``, whose output, copied
+        into layer 0, starts the peel). A pixel with no face in the previous layer gets none.
+        """
+        F = faces.shape[0]
+        V = sv.shape[0] // B
+        for i in range(B * F):
+            b = i // F
+            f = i - b * F
+            _face_pass(sv, faces, key, fid, b, f, V, K, layer, H, W, near, persp, cull, second, True)
 
     @ti.func
     def _write_bary(sv: arr, faces: iarr, vb, p, px, py, f, out_bary: arr, out_depth: arr, near, persp):
@@ -367,6 +412,50 @@ def build(real):
                         best_f = f
             face_id[p] = best_f
             depth[p] = best_d
+
+    @ti.kernel
+    def raster_pixels_peel(bbox: arr, fdata: arr, offsets: iarr, tile_faces: iarr, face_id: iarr, depth: arr,
+                           K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
+        """Binned schedule, depth peeling: layer ``layer >= 1`` of ``face_id`` / ``depth`` laid out
+        ``(B, K, H, W)`` (layer 0 from ``raster_pixels``). Keeps the smallest (depth, id) strictly
+        greater than the previous layer's; depths compare as ordered ints, like the face schedule's
+        keys, so both schedules peel alike."""
+        ntx = (W + T - 1) // T
+        nty = (H + T - 1) // T
+        HW = H * W
+        B = face_id.shape[0] // (K * HW)
+        for p in range(B * HW):
+            b = p // HW
+            r = p - b * HW
+            py = r // W
+            px = r - py * W
+            q = (b * K + layer) * HW + r
+            pf = face_id[q - HW]
+            best_f = -1
+            best_d = real(INF)
+            best_k = ORD_INT(0)
+            if pf >= 0:
+                pk = _ordered(depth[q - HW])
+                tile = (b * nty + py // T) * ntx + px // T
+                cx = real(px) + real(0.5)
+                cy = real(py) + real(0.5)
+                for j in range(offsets[tile], offsets[tile + 1]):
+                    f = tile_faces[j]
+                    if (f != pf and cx >= bbox[b, f, 0] and cx <= bbox[b, f, 1] and cy >= bbox[b, f, 2]
+                            and cy <= bbox[b, f, 3]):
+                        cov, _b0, _b1, _b2, d = _cover(fdata[b, f, 0], fdata[b, f, 1], fdata[b, f, 2],
+                                                      fdata[b, f, 3], fdata[b, f, 4], fdata[b, f, 5],
+                                                      fdata[b, f, 6], fdata[b, f, 7], fdata[b, f, 8],
+                                                      cx, cy, near, persp)
+                        if cov:
+                            k = _ordered(d)
+                            if (k > pk or (k == pk and f > pf)) and (
+                                    best_f < 0 or k < best_k or (k == best_k and f < best_f)):
+                                best_f = f
+                                best_k = k
+                                best_d = d
+            face_id[q] = best_f
+            depth[q] = best_d
 
     @ti.kernel
     def bary(sv: arr, faces: iarr, face_id: iarr, out_bary: arr, out_depth: arr, B: ti.i32, H: ti.i32,
@@ -481,4 +570,5 @@ def build(real):
                         ay[j] -= gE[i] * (xs[k] - cx)
 
     return {"setup": setup, "raster_faces": raster_faces, "resolve": resolve, "raster_pixels": raster_pixels,
-            "bary": bary, "backward": backward}
+            "bary": bary, "backward": backward, "raster_faces_peel": raster_faces_peel,
+            "raster_pixels_peel": raster_pixels_peel}

@@ -17,6 +17,8 @@ PUBLIC = {
     "texture": "texture",
     "shade": "shade",
     "shade_fragments": "shade_fragments",
+    "rasterize_layers": "raster_layers",
+    "splat": "splat",
 }
 
 

@@ -1,0 +1,204 @@
+"""``rasterize_layers``: K depth layers of hard fragments (depth peeling). Kernels in kernels/raster.py.
+
+Layer 0 is exactly :func:`rasterize`'s output; layer k keeps, per pixel, the nearest face strictly
+behind layer k - 1 in (depth, face id) order. Barycentrics and depth of every layer are recomputed
+by the same differentiable kernels as ``rasterize``'s, run on the ``B * K`` layer images.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _array as A
+from .. import _validate as V
+from .._binning import bin_faces
+from .._primitive import Prepared, Primitive
+from ..fragments import Fragments
+from ..runtime import ensure_init
+
+FN = "rasterize_layers"
+
+# Same meaning as taichirast._prims.raster.SCHEDULE ("face" | "pixel"); None = the choice
+# rasterize makes (its SCHEDULE if set, else by arch). Results never depend on it.
+SCHEDULE = None
+
+
+def rasterize_layers(screen_verts, faces, image_size, num_layers=2, perspective_correct=True, cull_backfaces=False,
+                     near=0.01, tile_size=8):
+    """Hard rasterization into ``num_layers`` depth layers (depth peeling).
+
+    Layer 0 equals :func:`rasterize` bit for bit. Layer ``k >= 1`` keeps, per pixel, the nearest
+    face whose (depth, face id) is strictly greater than layer ``k - 1``'s, so the layers list
+    the faces whose interior contains the pixel centre sorted by depth (exact depth ties by face
+    id), nearest first. A pixel with fewer than ``k + 1`` such faces has ``face_id == -1``,
+    ``bary == 0``, ``depth == +inf`` in layer ``k``; valid layers always come first.
+    Deterministic (no dependence on thread order); on CPU each face scans its bounding box once
+    per layer, on GPU faces are binned once and each pixel walks its tile's list once per layer
+    (the two schedules give identical results).
+
+    Used by rasterize-then-splat (:func:`splat`, Cole et al. 2021), which needs the surfaces
+    just behind the visible one. For closed meshes pass ``cull_backfaces=True``: otherwise
+    layer 1 is mostly the inside of the front surface rather than the surface behind it.
+
+    Args:
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` float32/float64 from :func:`project`: x, y in
+            pixels (x right, y down, pixel centres at half-integers), z = camera depth.
+        faces: ``(F, 3)`` int32/int64 vertex indices shared by the batch; counter-clockwise on
+            screen = front-facing.
+        image_size: ``(H, W)`` or an int.
+        num_layers: ``K >= 1``, number of depth layers.
+        perspective_correct: perspective-correct barycentrics and depth (``False``: screen-linear,
+            for orthographic cameras), as in :func:`rasterize`.
+        cull_backfaces: drop clockwise (back-facing) triangles.
+        near: minimum camera depth; nearer parts of triangles are clipped.
+        tile_size: binning tile edge in pixels on GPU (speed only).
+
+    Returns:
+        :class:`~taichirast.Fragments` with a layer axis: ``face_id (B, K, H, W)`` int32,
+        ``bary (B, K, H, W, 3)``, ``depth (B, K, H, W)`` (float dtype of ``screen_verts``).
+        ``bary`` and ``depth`` are differentiable w.r.t. ``screen_verts`` exactly as
+        :func:`rasterize`'s (face ids, hence visibility, are not). To use other fragment
+        functions on the layers, view them as ``B`` images of height ``K * H``:
+        ``Fragments(face_id.reshape(B, K * H, W), bary.reshape(B, K * H, W, 3), ...)``.
+
+    Example::
+
+        frags = tr.rasterize_layers(sv, faces, (64, 64), num_layers=2, cull_backfaces=True)
+        frags.face_id.shape   # (B, 2, 64, 64); frags.face_id[:, 0] is tr.rasterize(sv, faces, (64, 64), ...).face_id
+    """
+    kind = V.kind_of(screen_verts, faces)
+    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
+    H, W = V.image_size(FN, image_size)
+    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)):
+        raise TypeError(f"{FN}: num_layers must be a positive int, got {num_layers!r}")
+    K = int(num_layers)
+    if K < 1:
+        raise ValueError(f"{FN}: num_layers must be a positive int (1 = plain rasterize), got {num_layers!r}")
+    if sv.shape[0] * K * H * W >= 2**31:
+        raise ValueError(f"{FN}: batch {sv.shape[0]} x num_layers {K} x image {H}x{W} is more than 2^31 pixels; "
+                         f"render fewer layers, a smaller batch or a smaller image")
+    persp = bool(perspective_correct)
+    if persp:
+        near = V.number(FN, "near", near, lo=0.0, lo_open=True)
+    else:
+        near = V.number(FN, "near", near)
+    if not math.isfinite(near):
+        raise ValueError(f"{FN}: near must be finite, got {near!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
+        raise TypeError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
+    if int(tile_size) <= 0:
+        raise ValueError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
+    return Prepared(inputs=[sv, faces], sources=["screen_verts", None],
+                    params={"H": H, "W": W, "K": K, "persp": persp, "cull": bool(cull_backfaces), "near": near,
+                            "tile": int(tile_size)},
+                    pack=lambda outs: Fragments(*outs))
+
+
+def _schedule():
+    if SCHEDULE is not None:
+        return SCHEDULE
+    from . import raster as _raster
+
+    s = getattr(_raster, "SCHEDULE", None)
+    if s is not None:
+        return s
+    return "face" if ensure_init() == "cpu" else "pixel"
+
+
+def _repeat_layers(x, K):
+    """``(B, ...) -> (B * K, ...)``, each batch entry repeated K times in a row (layer images' vertices)."""
+    if K == 1:
+        return x
+    if A.is_torch(x):
+        return x.repeat_interleave(K, dim=0).contiguous()
+    return np.repeat(x, K, axis=0)
+
+
+def _layer0(dst, src, B, K, n):
+    """Copy a ``(B * n,)`` layer buffer into layer 0 of a flat ``(B, K, n)`` buffer."""
+    dst.reshape(B, K, n)[:, 0] = src.reshape(B, n)
+
+
+def forward(inputs, params):
+    from taichirast.kernels import raster, real_type
+
+    ensure_init()
+    sv, faces = inputs
+    real = A.dtype_name(sv)
+    k = raster.build(real_type(real))
+    B, Vn, F = sv.shape[0], sv.shape[1], faces.shape[0]
+    H, W, K, T = params["H"], params["W"], params["K"], params["tile"]
+    near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
+    HW = H * W
+    N = B * HW
+    NK = N * K
+    outs = (A.empty(sv, (B, K, H, W), "int32"), A.empty(sv, (B, K, H, W, 3)), A.empty(sv, (B, K, H, W)))
+    face_id, bary, depth = outs[0].reshape(NK), outs[1].reshape(NK, 3), outs[2].reshape(NK)
+    svf = sv.reshape(B * Vn, 3)
+    sv_rep = _repeat_layers(sv, K)  # layer image b * K + l sees batch b's vertices
+    svr = sv_rep.reshape(B * K * Vn, 3)
+    if _schedule() == "face":
+        key = A.full(sv, (NK,), raster.KEY_EMPTY, "int64")
+        f64 = real == "float64"
+        fid = A.full(sv, (NK,) if f64 else (1,), raster.FID_EMPTY, "int32")
+        if F > 0:
+            # layer 0: rasterize's own kernel (so it matches rasterize bit for bit), then peel
+            key0 = key if K == 1 else A.full(sv, (N,), raster.KEY_EMPTY, "int64")
+            fid0 = fid if (K == 1 or not f64) else A.full(sv, (N,), raster.FID_EMPTY, "int32")
+            for second in ((0, 1) if f64 else (0,)):
+                k["raster_faces"](svf, faces, key0, fid0, B, H, W, near, persp, cull, second)
+            if K > 1:
+                _layer0(key, key0, B, K, HW)
+                if f64:
+                    _layer0(fid, fid0, B, K, HW)
+            for layer in range(1, K):
+                for second in ((0, 1) if f64 else (0,)):
+                    k["raster_faces_peel"](svf, faces, key, fid, B, K, layer, H, W, near, persp, cull, second)
+        k["resolve"](svr, faces, key, fid, face_id, bary, depth, B * K, H, W, near, persp)
+    else:
+        bbox = A.empty(sv, (B, F, 4))
+        fdata = A.empty(sv, (B, F, raster.N_FDATA))
+        if F > 0:
+            k["setup"](svf, faces, bbox, fdata, near, persp, cull)
+        offsets, tile_faces = bin_faces(bbox, H, W, T)
+        # depth holds the depth test's own values while peeling; ``bary`` then rewrites it
+        if K == 1:
+            k["raster_pixels"](bbox, fdata, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+        else:
+            fid0, d0 = A.empty(sv, (N,), "int32"), A.empty(sv, (N,))
+            k["raster_pixels"](bbox, fdata, offsets, tile_faces, fid0, d0, H, W, T, near, persp)
+            _layer0(face_id, fid0, B, K, HW)
+            _layer0(depth, d0, B, K, HW)
+            for layer in range(1, K):
+                k["raster_pixels_peel"](bbox, fdata, offsets, tile_faces, face_id, depth, K, layer, H, W, T, near,
+                                        persp)
+        k["bary"](svr, faces, face_id, bary, depth, B * K, H, W, near, persp)
+    return outs, (sv, faces, outs[0])
+
+
+def backward(saved, params, grads, needs):
+    """Same kernel as rasterize's backward on the ``B * K`` layer images, then summed over layers."""
+    from taichirast.kernels import raster, real_type
+
+    sv, faces, face_id = saved
+    _, g_bary, g_depth = grads
+    if g_bary is None and g_depth is None:
+        return [None, None]
+    k = raster.build(real_type(A.dtype_name(sv)))
+    B, Vn = sv.shape[0], sv.shape[1]
+    H, W, K = params["H"], params["W"], params["K"]
+    NK = B * K * H * W
+    grad_rep = A.zeros(sv, (B * K, Vn, 3))
+    if faces.shape[0] > 0 and Vn > 0 and NK > 0:
+        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(NK, 3)
+        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(NK)
+        svr = _repeat_layers(sv, K).reshape(B * K * Vn, 3)
+        k["backward"](svr, faces, face_id.reshape(NK), gb, gd, grad_rep.reshape(B * K * Vn, 3), B * K, H, W,
+                      int(params["persp"]), int(g_bary is not None), int(g_depth is not None))
+    grad = grad_rep if K == 1 else A.sum_axes(grad_rep.reshape(B, K, Vn, 3), (1,))
+    return [grad, None]
+
+
+PRIM = Primitive(FN, rasterize_layers, forward, backward, differentiable=("screen_verts",))
