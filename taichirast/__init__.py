@@ -15,7 +15,8 @@ from .runtime import ensure_init, info  # noqa: F401
 _LAZY = {
     "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
     "dibr_silhouette": "ops", "texture": "texturing", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
-    "rasterize_layers": "ops", "splat": "ops",
+    "antialias": "ops", "rasterize_layers": "ops", "splat": "ops", "edge_topology": "topology",
+    "EdgeTopology": "topology",
     "project_points": "ops",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
     "render": "render", "Renderer": "render", "MeshRasterizer": "render", "MeshShader": "render", "Lights": "lights", "Material": "lights",

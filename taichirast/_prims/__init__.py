@@ -17,6 +17,7 @@ PUBLIC = {
     "texture": "texture",
     "shade": "shade",
     "shade_fragments": "shade_fragments",
+    "antialias": "antialias",
     "rasterize_layers": "raster_layers",
     "splat": "splat",
 }
