@@ -9,7 +9,8 @@ medians over ``--repeat`` runs after a warm-up (which compiles the kernels). Mem
 resident set size of the process during the case (``peak RSS``) and its rise over the RSS just
 before the case (``+RSS``), sampled every millisecond; on CUDA, peak allocated GPU memory.
 The same run times a dense pure-PyTorch SoftRas (benchmarks/reference.py) against
-taichirast.soft_rasterize on a small scene and reports the ratio.
+taichirast.soft_rasterize on a small scene and reports the ratio, and (without ``--quick``) the
+silhouette-gradient tables of :mod:`benchmarks.visibility` (hard + antialias, splat, DIB-R, soft).
 """
 from __future__ import annotations
 
@@ -413,6 +414,12 @@ def main(argv=None):
         json.dump({"info": info, "device": args.device, "rows": rows, "reference": ref, "memory_numpy": mem_rows},
                   fh, indent=2)
     print(f"wrote {args.out}")
+    if not args.quick:
+        from benchmarks import visibility
+
+        print()
+        print("Silhouette gradients (python -m benchmarks.visibility):", flush=True)
+        visibility.main(["--size", str(max(args.sizes)), "--repeat", str(args.repeat)])
     return rows, ref
 
 

@@ -1,10 +1,13 @@
-"""Deform an icosphere until its silhouettes match a target shape's, with soft rasterization.
+"""Deform an icosphere until its silhouettes match a target shape's, with differentiable rasterization.
 
     python demos/fit_silhouette.py                       # built-in target, writes out/fit_silhouette/
     python demos/fit_silhouette.py --mesh bunny.obj      # any mesh file trimesh reads
+    python demos/fit_silhouette.py --mode hard --antialias   # silhouette gradients from antialiasing
+    python demos/fit_silhouette.py --mode splat          # rasterize-then-splat
 
 The target is rendered from several views as hard silhouettes (the "photos"); an icosphere's
-vertex offsets are optimised with Adam so that its soft silhouettes (SoftRas) match them, with
+vertex offsets are optimised with Adam so that its differentiable silhouettes match them (SoftRas
+by default; ``--mode dibr``, ``--mode hard --antialias`` or ``--mode splat`` for the others), with
 Laplacian and edge-length regularisers. Headless: writes target / before / after PNG strips and
 an optimisation GIF, and prints the final silhouette IoU (hard masks, mean over views).
 """
@@ -61,11 +64,18 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=128, help="image size in pixels")
     p.add_argument("--views", type=int, default=8)
     p.add_argument("--level", type=int, default=3, help="icosphere subdivision level of the source mesh")
+    p.add_argument("--mode", choices=("soft", "dibr", "hard", "splat"), default="soft",
+                   help="render mode whose silhouette gradients drive the fit (hard needs --antialias)")
+    p.add_argument("--antialias", action="store_true", help="analytic antialiasing (hard / dibr modes)")
     p.add_argument("--sigma", type=float, default=1e-4, help="SoftRas sigma (NDC units)")
     p.add_argument("--lr", type=float, default=0.01)
     add_output_args(p, "fit_silhouette", gif_every=10)
     add_live_args(p)
     args = p.parse_args(argv)
+    if args.mode == "hard" and not args.antialias:
+        p.error("--mode hard gives no silhouette gradients by itself: add --antialias")
+    if args.antialias and args.mode not in ("hard", "dibr"):
+        p.error(f"--antialias works with --mode hard or dibr, not {args.mode}")
     torch.manual_seed(args.seed)
 
     if args.mesh:
@@ -85,7 +95,7 @@ def main(argv=None):
 
     def silhouettes(verts, soft=True):
         if soft:
-            return tr.render(verts, faces, cams, mode="soft", sigma=args.sigma)[..., 3]
+            return tr.render(verts, faces, cams, mode=args.mode, sigma=args.sigma, antialias=args.antialias)[..., 3]
         return tr.render(verts, faces, cams, mode="hard")[..., 3]
 
     with torch.no_grad():
@@ -121,7 +131,8 @@ def main(argv=None):
     trio.save_image(os.path.join(args.out, "after.png"), strip(overlay(after, target)))
     trio.save_gif(os.path.join(args.out, "optimization.gif"), frames, fps=10)
     print(f"steps: {args.steps}  time: {elapsed:.1f} s ({1000 * elapsed / max(args.steps, 1):.0f} ms/step, "
-          f"{args.views} views of {args.size}x{args.size}, arch {tr.runtime.arch()})")
+          f"{args.views} views of {args.size}x{args.size}, mode {args.mode}{' + antialias' * args.antialias}, "
+          f"arch {tr.runtime.arch()})")
     print(f"silhouette IoU before: {silhouette_iou(before, target).mean().item():.4f}")
     print(f"final silhouette IoU: {iou.mean().item():.4f} (per view: {', '.join(f'{x:.3f}' for x in iou.tolist())})")
     print(f"wrote {args.out}/target.png, before.png, after.png, optimization.gif")

@@ -55,7 +55,8 @@ class Mode(NamedTuple):
     ``rasterizer(scene) -> Raster``; ``shader``: what the blender calls to colour fragments or the
     mesh; ``blender(scene, raster, shader) -> rgba``; ``hard_fragments``: its blender works on one
     layer of hard fragments (so ``antialias=True`` applies); ``perspective_only``: refuses an
-    orthographic camera.
+    orthographic camera; ``cull_backfaces``: the mode's default for :func:`render`'s
+    ``cull_backfaces=None``.
     """
 
     rasterizer: Callable
@@ -63,13 +64,16 @@ class Mode(NamedTuple):
     blender: Callable
     hard_fragments: bool = False
     perspective_only: bool = False
+    cull_backfaces: bool = False
 
 
 MODES = {
     "hard": Mode(rasterizers.hard, shaders.pixel, blenders.hard_alpha, hard_fragments=True),
     "dibr": Mode(rasterizers.hard, shaders.pixel, blenders.dibr_alpha, hard_fragments=True),
     "soft": Mode(rasterizers.project_only, shaders.vertex, blenders.softras, perspective_only=True),
-    "splat": Mode(rasterizers.layered, shaders.pixel, blenders.splat),
+    # splat culls back faces by default so that layer 1 of a closed mesh is the surface behind (as
+    # TF Graphics does), not the inside of the front surface
+    "splat": Mode(rasterizers.layered, shaders.pixel, blenders.splat, cull_backfaces=True),
 }
 
 
@@ -110,7 +114,7 @@ def compose(mode="soft", antialias=False):
 
 
 def render(verts, faces, camera, colors=None, mode="soft", background=None, per_face=False, sigma=1e-4, gamma=1e-4,
-           eps=1e-10, sigmainv=7000.0, box_len=0.02, cull_backfaces=False, return_fragments=False, tile_size=None,
+           eps=1e-10, sigmainv=7000.0, box_len=0.02, cull_backfaces=None, return_fragments=False, tile_size=None,
            lights=None, material=None, texture=None, uvs=None, uv_faces=None, shading="smooth",
            texture_filter="bilinear", texture_wrap="repeat", antialias=False, topology=None, splat_layers=2,
            splat_sigma=0.5, *, stages=None):
@@ -128,7 +132,9 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
         background: ``(C,)`` colour or a scalar (default 0).
         sigma, gamma, eps: soft mode parameters (:func:`taichirast.soft_rasterize`).
         sigmainv, box_len: DIB-R silhouette parameters (:func:`taichirast.dibr_silhouette`).
-        cull_backfaces: drop back faces (hard, DIB-R and splat fragments).
+        cull_backfaces: drop back faces from the hard fragments (hard, DIB-R, splat); default
+            (None): the mode's own choice, True for splat (so the second layer of a closed mesh
+            is the surface behind), False otherwise.
         return_fragments: also return the hard :class:`~taichirast.Fragments` (computed for soft
             mode too; layered ``(B, K, H, W)`` ones in splat mode).
         tile_size: binning tile size passed to every primitive (default: each one's own).
@@ -158,6 +164,8 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     from . import _validate as V
 
     rasterizer, shader = compose(mode, antialias) if stages is None else stages
+    if cull_backfaces is None:
+        cull_backfaces = MODES[mode].cull_backfaces
     options = dict(sigma=sigma, gamma=gamma, eps=eps, sigmainv=sigmainv, box_len=box_len, topology=topology,
                    splat_layers=splat_layers, splat_sigma=splat_sigma)
     scene = make_scene(verts, faces, camera, colors=colors, background=background, per_face=per_face,
