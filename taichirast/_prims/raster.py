@@ -138,24 +138,29 @@ def forward(inputs, params):
     return outs, (sv, faces, outs[0])
 
 
-def backward(saved, params, grads, needs):
+def screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, H, W, persp):
+    """``(Bi, V, 3)`` gradient w.r.t. ``sv (Bi, V, 3)`` of the barycentric / depth recompute on ``Bi``
+    images with face ids ``face_id (Bi, H, W)`` (shared by rasterize_layers, which passes B * K)."""
     from taichirast.kernels import raster, real_type
 
+    k = raster.build(real_type(A.dtype_name(sv)))
+    Bi, Vn = sv.shape[0], sv.shape[1]
+    N = Bi * H * W
+    grad_sv = A.zeros(sv, (Bi, Vn, 3))
+    if faces.shape[0] > 0 and Vn > 0 and N > 0:
+        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
+        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
+        k["backward"](sv.reshape(Bi * Vn, 3), faces, face_id.reshape(N), gb, gd, grad_sv.reshape(Bi * Vn, 3),
+                      Bi, H, W, int(persp), int(g_bary is not None), int(g_depth is not None))
+    return grad_sv
+
+
+def backward(saved, params, grads, needs):
     sv, faces, face_id = saved
     _, g_bary, g_depth = grads
     if g_bary is None and g_depth is None:
         return [None, None]
-    k = raster.build(real_type(A.dtype_name(sv)))
-    B, Vn = sv.shape[0], sv.shape[1]
-    H, W = params["H"], params["W"]
-    N = B * H * W
-    grad_sv = A.zeros(sv, (B, Vn, 3))
-    if faces.shape[0] > 0 and Vn > 0 and N > 0:
-        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
-        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
-        k["backward"](sv.reshape(B * Vn, 3), faces, face_id.reshape(N), gb, gd, grad_sv.reshape(B * Vn, 3),
-                      B, H, W, int(params["persp"]), int(g_bary is not None), int(g_depth is not None))
-    return [grad_sv, None]
+    return [screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, params["H"], params["W"], params["persp"]), None]
 
 
 PRIM = Primitive(FN, rasterize, forward, backward, differentiable=("screen_verts",))

@@ -179,26 +179,17 @@ def forward(inputs, params):
 
 
 def backward(saved, params, grads, needs):
-    """Same kernel as rasterize's backward on the ``B * K`` layer images, then summed over layers."""
-    from taichirast.kernels import raster, real_type
+    """rasterize's backward on the ``B * K`` layer images (vertices repeated per layer), summed over layers."""
+    from .raster import screen_vertex_grads
 
     sv, faces, face_id = saved
     _, g_bary, g_depth = grads
     if g_bary is None and g_depth is None:
         return [None, None]
-    k = raster.build(real_type(A.dtype_name(sv)))
-    B, Vn = sv.shape[0], sv.shape[1]
-    H, W, K = params["H"], params["W"], params["K"]
-    NK = B * K * H * W
-    grad_rep = A.zeros(sv, (B * K, Vn, 3))
-    if faces.shape[0] > 0 and Vn > 0 and NK > 0:
-        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(NK, 3)
-        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(NK)
-        svr = _repeat_layers(sv, K).reshape(B * K * Vn, 3)
-        k["backward"](svr, faces, face_id.reshape(NK), gb, gd, grad_rep.reshape(B * K * Vn, 3), B * K, H, W,
-                      int(params["persp"]), int(g_bary is not None), int(g_depth is not None))
-    grad = grad_rep if K == 1 else A.sum_axes(grad_rep.reshape(B, K, Vn, 3), (1,))
-    return [grad, None]
+    B, Vn, K = sv.shape[0], sv.shape[1], params["K"]
+    grad_rep = screen_vertex_grads(_repeat_layers(sv, K), faces, face_id.reshape(B * K, params["H"], params["W"]),
+                                   g_bary, g_depth, params["H"], params["W"], params["persp"])
+    return [grad_rep if K == 1 else A.sum_axes(grad_rep.reshape(B, K, Vn, 3), (1,)), None]
 
 
 PRIM = Primitive(FN, rasterize_layers, forward, backward, differentiable=("screen_verts",))
