@@ -172,6 +172,9 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
                        cull_backfaces=cull_backfaces, tile_size=tile_size, lights=lights, material=material,
                        texture=texture, uvs=uvs, uv_faces=uv_faces, shading=shading, texture_filter=texture_filter,
                        texture_wrap=texture_wrap, options=options)
+    if topology is not None and not _same_faces(topology, scene.faces):
+        raise ValueError("render: topology was built from different faces than the faces passed; build it with "
+                         "tr.edge_topology(faces) for this mesh (or leave topology=None: render caches it)")
     if MODES[mode].perspective_only and camera.orthographic:
         raise ValueError(f"render: mode={mode!r} needs a PerspectiveCamera (SoftRas's depth interpolation is "
                          f"perspective-correct); use mode='hard' or 'dibr' with an OrthographicCamera")
@@ -187,6 +190,15 @@ def run(scene, rasterizer, shader, return_fragments=False):
         return rgba
     frags = raster.fragments if raster.fragments is not None else rasterizers.hard(scene).fragments
     return rgba, frags
+
+
+def _same_faces(topology, faces):
+    tf = getattr(topology, "faces", None)
+    if tf is None:
+        raise TypeError(f"render: topology must be an EdgeTopology from tr.edge_topology(faces), "
+                        f"got {type(topology).__name__}")
+    tf = torch.as_tensor(tf, device=faces.device)
+    return tuple(tf.shape) == tuple(faces.shape) and bool((tf.to(faces.dtype) == faces).all())
 
 
 def _as_tensor(x, like):

@@ -118,6 +118,8 @@ def test_topology_argument_and_cache():
     a = tr.render(verts, faces, cam, colors=cols, mode="hard", antialias=True)
     b = tr.render(verts, faces, cam, colors=cols, mode="hard", antialias=True, topology=topo)
     assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="topology was built from different faces"):
+        tr.render(verts, faces.flip(0), cam, colors=cols, mode="hard", antialias=True, topology=topo)
     # the cache is keyed by contents: editing the faces in place never returns the old topology
     f2 = faces.clone().int()
     t1 = blenders.cached_topology(f2)
