@@ -2,7 +2,7 @@
 
 ::
 
-    taichirast render MESH -o out.png [--mode hard|soft|dibr] [--size 256 | HxW] [--azimuth 30]
+    taichirast render MESH -o out.png [--mode hard|soft|dibr|splat] [--antialias] [--size 256 | HxW] [--azimuth 30]
                       [--elevation 20] [--distance 3] [--light-dir X Y Z] [--background R G B] [--views N]
     taichirast view MESH [--mode ...] [--size ...] [--out view.png (no display)] [--target IMG]
     taichirast demo --list | demo NAME [--gui] [demo arguments ...]
@@ -86,7 +86,9 @@ def _check_mesh(path):
 
 def _scene_args(p):
     p.add_argument("mesh", help="mesh file (OBJ/PLY/STL/GLB/glTF/OFF) or builtin:NAME (icosphere, cube, torus, ...)")
-    p.add_argument("--mode", choices=("hard", "soft", "dibr"), default="hard", help="rasterizer (default: hard)")
+    p.add_argument("--mode", choices=("hard", "soft", "dibr", "splat"), default="hard",
+                   help="rasterizer (default: hard)")
+    p.add_argument("--antialias", action="store_true", help="antialias silhouette edges (hard and dibr modes)")
     p.add_argument("--size", type=_size, default=(256, 256), metavar="N|HxW", help="image size (default 256)")
     p.add_argument("--azimuth", type=float, default=30.0, help="camera azimuth in degrees (default 30)")
     p.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees (default 20)")
@@ -106,7 +108,7 @@ def _scene_args(p):
 def _state_kwargs(a):
     return dict(size=a.size, mode=a.mode, azimuth=a.azimuth, elevation=a.elevation, distance=a.distance, fov=a.fov,
                 light_direction=a.light_dir, light_color=a.light_color, ambient=a.ambient, background=a.background,
-                sigma=a.sigma, gamma=a.gamma)
+                sigma=a.sigma, gamma=a.gamma, antialias=a.antialias)
 
 
 def build_parser() -> argparse.ArgumentParser:

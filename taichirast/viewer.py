@@ -17,7 +17,7 @@ Two layers:
 
 Mouse: left-drag orbits, right-drag zooms, middle-drag pans (Taichi 1.7's windows report no wheel
 events to this loop; :meth:`ViewerState.on_scroll` is there for embedders). Keys: arrows orbit, ``=``/``-`` zoom, ``w a s d`` pan, ``m`` next
-mode (``1 2 3`` pick one), ``g`` toggle the gradient view, ``p`` next gradient parameter, ``t``
+mode (``1 2 3 4`` pick one), ``g`` toggle the gradient view, ``p`` next gradient parameter, ``t``
 take the current image as the target, ``c`` clear the target, ``r`` reset the camera.
 
 Gradient view (:meth:`ViewerState.gradient_view`), for the parameter ``grad_param``:
@@ -48,7 +48,7 @@ from .live import Display, has_display, heat_colormap, signed_colormap  # noqa: 
 
 __all__ = ["ViewerState", "Viewer", "view", "load_view_scene", "load_view_mesh", "load_view_texture"]
 
-MODES = ("hard", "soft", "dibr")
+MODES = ("hard", "soft", "dibr", "splat")
 GRAD_PARAMS = ("light_direction", "light_color", "vertices")
 
 
@@ -135,7 +135,8 @@ class ViewerState:
     Args:
         verts: ``(V, 3)`` positions (NumPy or torch; float32 used). faces: ``(F, 3)`` int indices.
         colors: ``(V, 3)`` per-vertex albedo (default: light grey).
-        size: ``(H, W)`` image size. mode: ``hard | soft | dibr``.
+        size: ``(H, W)`` image size. mode: ``hard | soft | dibr | splat``; ``antialias``: analytic
+            antialiasing of silhouette edges in hard and DIB-R modes.
         azimuth, elevation, distance, fov: the orbit camera (degrees / world units).
         light_direction: the direction the light travels (world space). light_color, ambient: RGB.
         sigma, gamma: soft-mode parameters. background: RGB.
@@ -147,7 +148,7 @@ class ViewerState:
     def __init__(self, verts, faces, colors=None, size=(256, 256), mode="hard", azimuth=30.0, elevation=20.0,
                  distance=3.0, fov=40.0, light_direction=(-0.4, -0.6, -0.7), light_color=(0.85, 0.85, 0.85),
                  ambient=(0.25, 0.25, 0.25), sigma=1e-4, gamma=1e-4, background=(0.1, 0.1, 0.12), target=None,
-                 grad_param="light_direction", texture=None):
+                 grad_param="light_direction", texture=None, antialias=False):
         import torch
 
         self.torch = torch
@@ -180,6 +181,7 @@ class ViewerState:
         self.light_color = np.asarray(light_color, np.float64)
         self.ambient = np.asarray(ambient, np.float64)
         self.sigma, self.gamma = float(sigma), float(gamma)
+        self.antialias = bool(antialias)
         self.background = np.asarray(background, np.float64)
         self.target = None if target is None else self._check_image("target", target)
         if grad_param not in GRAD_PARAMS:
@@ -198,7 +200,7 @@ class ViewerState:
         return a[..., :3]
 
     def set_mode(self, mode: str) -> None:
-        """Switch the render mode (``hard``, ``soft`` or ``dibr``)."""
+        """Switch the render mode (``hard``, ``soft``, ``dibr`` or ``splat``)."""
         if mode not in MODES:
             raise ValueError(f"ViewerState: mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
@@ -235,7 +237,8 @@ class ViewerState:
     def render_kwargs(self) -> dict:
         """The keyword arguments :meth:`frame` passes to :func:`taichirast.render` (besides verts, faces, camera, lights)."""
         kw = dict(colors=self.colors, mode=self.mode, sigma=self.sigma, gamma=self.gamma,
-                  background=self.torch.tensor(self.background, dtype=self.torch.float32))
+                  background=self.torch.tensor(self.background, dtype=self.torch.float32),
+                  antialias=self.antialias and self.mode in ("hard", "dibr"))
         if self.texture is not None:
             kw.update(self.texture)
         return kw
@@ -303,7 +306,7 @@ class ViewerState:
             self.on_drag(dx, dy, "middle")
         elif k == "m":
             self.set_mode(MODES[(MODES.index(self.mode) + 1) % len(MODES)])
-        elif k in ("1", "2", "3"):
+        elif k in tuple(str(i + 1) for i in range(len(MODES))):
             self.set_mode(MODES[int(k) - 1])
         elif k == "g":
             self.show_gradient = not self.show_gradient

@@ -97,6 +97,10 @@ def test_render_turntable_in_process(tmp_path, capsys):
     assert cli.main(["render", "builtin:cube", "-o", str(tmp_path / "s.png"), "--size", "16", "--views", "2",
                      "--unlit", "--quiet"]) == 0
     assert (tmp_path / "s_000.png").exists() and (tmp_path / "s_001.png").exists()
+    for mode in (["--mode", "hard", "--antialias"], ["--mode", "splat"]):
+        assert cli.main(["render", "builtin:torus", "-o", str(tmp_path / "m.png"), "--size", "16", "--quiet",
+                         *mode]) == 0
+        assert imageio.imread(tmp_path / "m.png").shape[:2] == (16, 16)
 
 
 def test_view_offscreen_and_errors(tmp_path, mesh_file):

@@ -64,7 +64,7 @@ def test_load_view_mesh_builtin_and_errors(tmp_path):
         load_view_mesh(tmp_path / "missing.obj")
 
 
-@pytest.mark.parametrize("mode", ["hard", "soft", "dibr"])
+@pytest.mark.parametrize("mode", ["hard", "soft", "dibr", "splat"])
 def test_frame_is_tr_render_of_the_same_camera(mesh, mode):
     st = _state(mesh, mode=mode)
     img = st.frame()
@@ -120,6 +120,14 @@ def test_mode_switching_and_sliders(mesh):
     assert st.mode == "soft"
     st.on_key("3")
     assert st.mode == "dibr"
+    st.on_key("4")
+    assert st.mode == "splat"
+    st.set_mode("hard")
+    plain = st.frame()
+    st.antialias = True  # blends silhouette pixels only
+    aa = st.frame()
+    changed = np.abs(aa - plain).max(-1) > 0
+    assert 0 < changed.mean() < 0.2
     with pytest.raises(ValueError, match="mode"):
         st.set_mode("wire")
     st.set_mode("hard")
