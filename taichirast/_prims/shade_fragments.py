@@ -93,8 +93,8 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
             with ``normal_faces[f] = (f, f, f)`` (flat shading).
         albedo: ``(B, H, W, 3)`` diffuse colour per pixel.
         camera_center: ``(3,)`` / ``(B, 3)`` eye position (world).
-        ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs, model,
-            attenuation_k: the lights and reflectance model, as in :func:`shade`.
+        ambient, light_dirs, light_colors, point_positions, point_colors, sh_coeffs, model, attenuation_k:
+            the lights and reflectance model, as in :func:`shade`.
         material_ambient, specular: ``(3,)`` / ``(B, 3)`` per mesh or ``(B, H, W, 3)`` per pixel
             (defaults 1 and 0); shininess: scalar / ``(B,)`` per mesh or ``(B, H, W)`` per pixel
             (default 1).

@@ -1,4 +1,4 @@
-"""Graph convolutions and mesh pooling as ``torch.nn.Module``s (imports torch).
+"""Graph convolutions and mesh pooling as ``torch.nn.Module`` subclasses (imports torch).
 
 Graphs (:mod:`taichirast.nn.graph`): :class:`Graph`, :func:`mesh_edges`, :func:`make_graph`,
 :func:`mesh_graph`, :func:`pack_graphs`, :func:`pack_meshes`, :func:`unpack`.
