@@ -461,7 +461,10 @@ def build(real):
                                     q = ab_ * iz
                                     zp = real(1.0) / q.sum()
                                     bb = q * zp
-                                    w = D * exp_((zm - zp) * cz)
+                                    # zm is the forward's min over faces of zp: (zm - zp) <= 0 exactly, but
+                                    # zp recomputed here may round below zm, and times a large cz (small
+                                    # gamma) that would overflow exp: clamp at the exact bound.
+                                    w = D * exp_(ti.min((zm - zp) * cz, real(0.0)))
                                     invZ = pb[b, r, c, 1]
                                     wZ = w * invZ
                                     # gcv_i = g_rgb . colors[v_i]; g_c_j . c_j = sum_i b_i gcv_i

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _array as A
+from .runtime import serialized
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Primitive:
     def __init__(self, name: str, prepare, forward, backward, differentiable: Sequence[str]):
         self.name = name
         self.prepare = prepare
-        self.forward = forward
-        self.backward = backward
+        # Taichi compiles and launches under one lock: both bridges call these (runtime.serialized)
+        self.forward = serialized(forward)
+        self.backward = serialized(backward)
         self.signature = inspect.signature(prepare)
         unknown = [n for n in differentiable if n not in self.signature.parameters]
         if unknown:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 
 import numpy as np
@@ -93,7 +94,11 @@ def same_float(fn, **arrays):
     items = [(k, v) for k, v in arrays.items() if v is not None]
     dts = {k: A.dtype_name(v) for k, v in items}
     if len(set(dts.values())) > 1:
-        raise TypeError(f"{fn}: float inputs must share one dtype, got " + ", ".join(f"{k}={d}" for k, d in dts.items()))
+        cam = {"R", "t", "intrinsics"} & set(dts)
+        hint = ("; the camera's tensors have its dtype: build the camera with dtype=torch.float64 (or the verts' "
+                "dtype), or convert it with camera.to(dtype=...)") if cam else "; convert them to one dtype"
+        raise TypeError(f"{fn}: float inputs must share one dtype, got "
+                        + ", ".join(f"{k}={d}" for k, d in dts.items()) + hint)
     devs = {k: str(v.device) for k, v in items if A.is_torch(v)}
     if len(set(devs.values())) > 1:
         raise ValueError(f"{fn}: inputs must be on one device, got " + ", ".join(f"{k} on {d}" for k, d in devs.items()))
@@ -103,6 +108,49 @@ def verts(fn, name, x, kind, like=None):
     """Vertices ``(V, 3)`` or ``(B, V, 3)`` -> ``(B, V, 3)`` view, float, finite."""
     x = float_array(fn, name, x, kind, like, ndims=(2, 3), last=3)
     return x[None] if x.ndim == 2 else x
+
+
+def screen_limit(dtype: str) -> float:
+    """Largest ``|x|``, ``|y|`` (pixels) the rasterizers take in ``dtype``: their edge functions
+    multiply coordinate differences (and divide by depths), which must stay finite."""
+    return math.sqrt(float(np.finfo(dtype).max)) / 256.0
+
+
+def bounded(fn, name, x, limit, why):
+    """``x`` if ``max |x| <= limit`` (and no NaN), else ValueError naming ``name``, the magnitude, the
+    limit and ``why`` (what goes wrong, what to do)."""
+    x_ = x.detach() if A.is_torch(x) else np.asarray(x)
+    m = float(abs(x_).max()) if (x_.numel() if A.is_torch(x_) else x_.size) else 0.0
+    if not m <= limit:
+        raise ValueError(f"{fn}: {name} has magnitudes up to {m:.3g}, beyond the limit {limit:.3g}: {why}")
+    return x
+
+
+def screen_verts(fn, name, x, kind, like=None):
+    """Screen vertices (:func:`verts`) with ``|x|, |y| <= screen_limit``. Checked in trusted mode
+    too: render hands the rasterizers projected vertices that no one has checked."""
+    sv = verts(fn, name, x, kind, like)
+    dt = A.dtype_name(sv)
+    more = f", or use float64 (limit {screen_limit('float64'):.3g})" if dt == "float32" else ""
+    bounded(fn, f"{name} (x, y in pixels)", sv[..., :2], screen_limit(dt),
+            f"{dt} rasterization's edge functions would overflow and faces vanish. If they are projected "
+            f"verts (render, project), the mesh reaches that far on screen: scale or move the verts, or cut "
+            f"the mesh to the view{more}")
+    return sv
+
+
+def uv_limit(dtype: str) -> float:
+    """Beyond ``2^(mantissa bits + 1)`` a UV of ``dtype`` has no fractional part (float32: 1.7e7)."""
+    return float(2 ** (np.finfo(dtype).nmant + 1))
+
+
+def uvs(fn, name, x):
+    """Texture coordinates whose magnitude still resolves positions within one repeat of the texture."""
+    dt = A.dtype_name(x)
+    return bounded(fn, name, x, uv_limit(dt),
+                   f"{dt} UVs that large have no fractional part, so texture lookups and mip levels of "
+                   f"detail are meaningless; subtract whole numbers (wrap='repeat' repeats every 1.0)"
+                   + (" or use float64" if dt == "float32" else ""))
 
 
 def faces(fn, name, f, kind, n_verts: int, like=None):
@@ -123,16 +171,27 @@ def faces(fn, name, f, kind, n_verts: int, like=None):
     return A.astype(f, "int32")
 
 
+def _whole(v) -> int:
+    """``v`` as an int: an integer or an integer-valued float, never a bool or string (TypeError)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.integer, np.floating)):
+        raise TypeError
+    if not math.isfinite(float(v)) or float(v) != int(v):
+        raise TypeError
+    return int(v)
+
+
 def image_size(fn, size):
-    """``(H, W)`` positive ints (an int means square)."""
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
+    """``(H, W)`` positive ints from an int (square) or a pair (tuple / list / 1-D array) of ints."""
     try:
-        h, w = (int(s) for s in size)
-        if any(float(s) != int(s) for s in size):
-            raise TypeError
+        if isinstance(size, (tuple, list)) or (isinstance(size, np.ndarray) and size.ndim == 1):
+            if len(size) != 2:
+                raise TypeError
+            h, w = (_whole(s) for s in size)
+        else:
+            h = w = _whole(size)
     except (TypeError, ValueError):
-        raise TypeError(f"{fn}: image_size must be an int or a pair (H, W) of ints, got {size!r}") from None
+        raise TypeError(f"{fn}: image_size must be a positive int or a pair (H, W) of positive ints, "
+                        f"got {size!r} ({type(size).__name__})") from None
     if h <= 0 or w <= 0:
         raise ValueError(f"{fn}: image_size must be positive, got {(h, w)}")
     if h * w > 2**30:
@@ -158,6 +217,22 @@ def number(fn, name, v, lo=-math.inf, hi=math.inf, lo_open=False):
     if math.isnan(v) or v < lo or v > hi or (lo_open and v == lo):
         raise ValueError(f"{fn}: {name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
     return v
+
+
+def dtype_limit(dtype: str) -> float:
+    """Largest value a kernel's scale constant (``1 / gamma``-like) may take in ``dtype``
+    ('float32' / 'float64'): the dtype's maximum / 1e8, headroom for the gradients that multiply it."""
+    return float(np.finfo(dtype).max) * 1e-8
+
+
+def in_dtype_range(fn, name, v, dtype, lo=None, hi=None, why=""):
+    """``v`` if ``lo <= v <= hi``, the range where a kernel constant made from it stays finite in
+    ``dtype``; else ``ValueError`` naming ``name``, ``v``, the bound and ``why``."""
+    if (lo is None or v >= lo) and (hi is None or v <= hi):
+        return v
+    bound = f">= {lo:.3g}" if lo is not None and v < lo else f"<= {hi:.3g}"
+    more = "; or pass float64 inputs" if dtype == "float32" else ""
+    raise ValueError(f"{fn}: {name}={v!r} is out of range for {dtype} inputs: it must be {bound} ({why}){more}")
 
 
 def batch(fn, sizes: dict) -> int:

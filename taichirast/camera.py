@@ -44,8 +44,13 @@ def look_at_rotation(eye, at, up):
     eye, at, up = torch.broadcast_tensors(*(x if x.dim() == 2 else x[None] for x in (eye, at, up)))
     z = at - eye
     zn = z.norm(dim=-1, keepdim=True)
+    if not bool(torch.isfinite(zn).all()):
+        d = float((at.double() - eye.double()).norm(dim=-1).max())
+        raise ValueError(f"look_at: the eye-at distance {d:.3g} overflows {str(z.dtype).replace('torch.', '')} "
+                         f"(its squared norm must stay below {torch.finfo(z.dtype).max:.3g}); bring eye and at "
+                         f"closer (scale the scene down) or pass dtype=torch.float64")
     if bool((zn <= 0).any()):
-        raise ValueError("look_at: eye and at coincide")
+        raise ValueError("look_at: eye and at coincide (or are too close to tell apart in this dtype)")
     z = z / zn
     x = torch.cross(z, up, dim=-1)
     xn = x.norm(dim=-1, keepdim=True)
@@ -253,5 +258,8 @@ def _points(eye, at, up, dtype, device):
         x = x.to(dtype=dtype, device=device) if torch.is_tensor(x) else torch.as_tensor(x, dtype=dtype, device=device)
         if x.shape[-1:] != (3,) or x.dim() > 2:
             raise ValueError(f"look_at: {name} must have shape (3,) or (B, 3), got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError(f"look_at: {name} has NaN or infinite values in {dtype} (whose largest value is "
+                             f"{torch.finfo(dtype).max:.3g}): {x.reshape(-1)[:6].tolist()}")
         out.append(x)
     return out

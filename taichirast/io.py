@@ -1,9 +1,13 @@
-"""Mesh and image files. Meshes are parsed by ``trimesh`` (no hand-written parsers); nothing is
-executed or unpickled. Errors name the file.
+"""Mesh and image files. Meshes are parsed by ``trimesh``; nothing is executed or unpickled.
+Errors name the file. Text formats (OBJ, MTL, ASCII PLY) are first read as UTF-8 and checked line
+by line (:func:`_check_text_mesh`), so a malformed line is an error naming the file and line
+number rather than a silently wrong mesh; only regular files are opened (a FIFO or a device such
+as ``/dev/zero`` is refused without reading it).
 """
 from __future__ import annotations
 
 import os
+import stat
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -13,6 +17,174 @@ MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 
 class MeshLoadError(ValueError):
     """A mesh file exists but could not be read as a triangle mesh."""
+
+
+def _regular_file(fn, path):
+    """``os.fspath(path)`` if it names a regular file (links followed): FileNotFoundError if
+    nothing is there, MeshLoadError for a directory, FIFO, device or socket (never opened)."""
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{fn}: no such file: {path}") from None
+    except OSError as e:
+        raise MeshLoadError(f"{fn}: {path}: cannot access the file: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISSOCK, "a socket"))
+        kind = next((k for test, k in kinds if test(mode)), "not a regular file")
+        raise MeshLoadError(f"{fn}: {path} is {kind}, not a regular file; pass a mesh file")
+    return path
+
+
+def _read_text(fn, path, what):
+    """The file as UTF-8 text (a BOM is allowed); binary or non-UTF-8 data is a MeshLoadError naming the line."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    bad, why = data.find(b"\0"), f"binary data (a NUL byte) in what should be a text {what} file"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad, why = e.start, f"not UTF-8 text (byte 0x{data[e.start]:02x}); {what} files must be UTF-8 (or ASCII) text"
+    if bad >= 0:
+        line = data[:bad].count(b"\n") + 1
+        raise MeshLoadError(f"{fn}: {path}: line {line}: {why}")
+    return text
+
+
+def _bad_line(fn, path, no, line, why):
+    return MeshLoadError(f"{fn}: {path}: line {no}: {why}: {line.strip()[:80]!r}")
+
+
+def _numbers(args, lo, hi):
+    """Whether ``args`` are between lo and hi numbers."""
+    try:
+        [float(a) for a in args]
+    except ValueError:
+        return False
+    return lo <= len(args) <= hi
+
+
+_OBJ_NUMBERS = {"v": (3, 7), "vt": (1, 3), "vn": (3, 3)}
+
+
+def _check_obj_face(args, n_v):
+    """Why an OBJ ``f`` line's arguments are malformed, or None."""
+    if len(args) < 3:
+        return "a face needs at least 3 corners"
+    for a in args:
+        parts = a.split("/")
+        try:
+            idx = [int(p) for p in parts if p]
+        except ValueError:
+            return "face corners are v, v/vt, v//vn or v/vt/vn with integer indices"
+        if len(parts) > 3 or not parts[0] or 0 in idx:
+            return "face corners are v, v/vt, v//vn or v/vt/vn; OBJ indices start at 1 (0 is not valid)"
+        if not -n_v <= idx[0] <= n_v:
+            return f"vertex index {idx[0]} is out of range: the file has {n_v} vertices (1..{n_v}, or -1..-{n_v})"
+    return None
+
+
+def _check_obj(fn, path, text):
+    lines = text.splitlines()
+    n_v = sum(1 for ln in lines if ln.split()[:1] == ["v"])
+    for no, line in enumerate(lines, 1):
+        tok = line.split("#", 1)[0].split()
+        if not tok or line.rstrip().endswith("\\"):
+            continue
+        key, args = tok[0], tok[1:]
+        if key in _OBJ_NUMBERS and not _numbers(args, *_OBJ_NUMBERS[key]):
+            lo, hi = _OBJ_NUMBERS[key]
+            raise _bad_line(fn, path, no, line, f"'{key}' takes {lo}" + (f" to {hi}" if hi > lo else "") + " numbers")
+        why = _check_obj_face(args, n_v) if key == "f" else None
+        if why:
+            raise _bad_line(fn, path, no, line, why)
+
+
+_MTL_NUMBERS = {"Ka": (1, 3), "Kd": (1, 3), "Ks": (1, 3), "Ke": (1, 3), "Tf": (1, 3), "Ns": (1, 1),
+                "Ni": (1, 1), "Tr": (1, 1), "illum": (1, 1), "d": (1, 1)}
+
+
+def _check_mtl(fn, path, text):
+    for no, line in enumerate(text.splitlines(), 1):
+        tok = line.split("#", 1)[0].split()
+        if not tok:
+            continue
+        key, args = tok[0], [a for a in tok[1:] if a != "-halo"]
+        if key in _MTL_NUMBERS and args[:1] not in (["spectral"], ["xyz"]) and not _numbers(args, *_MTL_NUMBERS[key]):
+            raise _bad_line(fn, path, no, line, f"'{key}' takes numbers")
+        if key.startswith("map_") and not args:
+            raise _bad_line(fn, path, no, line, f"'{key}' needs an image file name")
+
+
+def _ply_header(fn, path, lines):
+    """(elements [(name, count, [is_list per property])], index of the first data line) of an ASCII PLY."""
+    elements = []
+    for i, line in enumerate(lines):
+        tok = line.split()
+        if tok[:1] == ["end_header"]:
+            return elements, i + 1
+        if tok[:1] == ["element"]:
+            if len(tok) != 3 or not tok[2].isdigit():
+                raise _bad_line(fn, path, i + 1, line, "expected 'element NAME COUNT'")
+            elements.append((tok[1], int(tok[2]), []))
+        elif tok[:1] == ["property"]:
+            if not elements or len(tok) < 3 or (tok[1] == "list" and len(tok) != 5):
+                raise _bad_line(fn, path, i + 1, line, "expected 'property TYPE NAME' after an element line")
+            elements[-1][2].append(tok[1] == "list")
+    raise MeshLoadError(f"{fn}: {path}: the PLY header has no 'end_header' line")
+
+
+def _ply_row(tok, props, n_vertex, is_face):
+    """Why one ASCII PLY data row is malformed, or None."""
+    try:
+        vals = [float(t) for t in tok]
+    except ValueError:
+        return "non-numeric value"
+    i = 0
+    for is_list in props:
+        if i >= len(vals):
+            return f"too few values for the {len(props)} properties"
+        if is_list:
+            n = vals[i]
+            if n != int(n) or n < 0 or i + 1 + int(n) > len(vals):
+                return "a list property's count does not match its values"
+            if is_face and any(v != int(v) or not 0 <= v < n_vertex for v in vals[i + 1:i + 1 + int(n)]):
+                return f"face indices must be integers in [0, {n_vertex})"
+            i += 1 + int(n)
+        else:
+            i += 1
+    return None if i == len(vals) else f"{len(vals) - i} values more than the {len(props)} properties"
+
+
+def _check_ply(fn, path):
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if not any(ln.split()[:2] == [b"format", b"ascii"] for ln in head.split(b"end_header")[0].splitlines()):
+        return  # binary PLY: trimesh reads it by the header's counts
+    lines = _read_text(fn, path, "ASCII PLY").splitlines()
+    elements, no = _ply_header(fn, path, lines)
+    n_vertex = next((c for name, c, _ in elements if name == "vertex"), 0)
+    for name, count, props in elements:
+        for _ in range(count):
+            while no < len(lines) and not lines[no].strip():
+                no += 1
+            if no >= len(lines):
+                raise MeshLoadError(f"{fn}: {path}: the file ends at line {len(lines)} before its {count} "
+                                    f"'{name}' rows are complete")
+            why = _ply_row(lines[no].split(), props, n_vertex, name == "face")
+            if why:
+                raise _bad_line(fn, path, no + 1, lines[no], f"'{name}' row: {why}")
+            no += 1
+
+
+def _check_text_mesh(fn, path, ext):
+    """Line checks of the text formats before trimesh parses them (module docstring)."""
+    if ext == ".obj":
+        _check_obj(fn, path, _read_text(fn, path, "OBJ"))
+    elif ext == ".ply":
+        _check_ply(fn, path)
 
 
 def load_mesh(path, process: bool = False):
@@ -26,17 +198,16 @@ def load_mesh(path, process: bool = False):
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError (:class:`MeshLoadError`): unknown extension, unreadable / malformed file, or a
+        MeshLoadError: (a ``ValueError``) unknown extension, unreadable / malformed file, or a
             file with no triangles; the message names the file.
     """
     import trimesh
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_mesh: no such file: {path}")
+    path = _regular_file("load_mesh", path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in MESH_EXTENSIONS:
         raise MeshLoadError(f"load_mesh: {path}: unsupported extension {ext!r} (supported: {', '.join(MESH_EXTENSIONS)})")
+    _check_text_mesh("load_mesh", path, ext)
     try:
         loaded = trimesh.load(path, force="mesh", process=process, skip_materials=True)
     except Exception as e:  # trimesh raises many types for malformed files
@@ -156,14 +327,14 @@ def save_mesh(path, verts, faces):
 class TexturedMesh(NamedTuple):
     """Result of :func:`load_textured_mesh`.
 
-    verts:    (V, 3) float32 positions, exactly the file's ``v`` lines (count and order kept).
-    faces:    (F, 3) int32 indices into ``verts`` (the OBJ ``f v/..`` indices, 0-based).
-    uvs:      (T, 2) float32 texture coordinates, exactly the file's ``vt`` lines (u right, v up,
-              OpenGL convention, as stored), or None if the mesh has no UVs.
-    uv_faces: (F, 3) int32 indices into ``uvs`` per face corner (the OBJ ``f ../vt`` indices), so
-              UV seams are separate from the position topology; None if the mesh has no UVs.
-    texture:  (Ht, Wt, C) float32 in [0, 1] diffuse texture (MTL ``map_Kd``), row 0 = top row of
-              the image file, C = channels of the file (1 grey, 3 RGB, 4 RGBA); or None.
+    * ``verts``: (V, 3) float32 positions, exactly the file's ``v`` lines (count and order kept).
+    * ``faces``: (F, 3) int32 indices into ``verts`` (the OBJ ``f v/..`` indices, 0-based).
+    * ``uvs``: (T, 2) float32 texture coordinates, exactly the file's ``vt`` lines (u right, v up,
+      OpenGL convention, as stored), or None if the mesh has no UVs.
+    * ``uv_faces``: (F, 3) int32 indices into ``uvs`` per face corner (the OBJ ``f ../vt``
+      indices), so UV seams are separate from the position topology; None if the mesh has no UVs.
+    * ``texture``: (Ht, Wt, C) float32 in [0, 1] diffuse texture (MTL ``map_Kd``), row 0 = top row
+      of the image file, C = channels of the file (1 grey, 3 RGB, 4 RGBA); or None.
     """
 
     verts: np.ndarray
@@ -292,9 +463,11 @@ def _obj_texture(path, text, face_materials):
                 return fh.read()
 
     rec = _Recorder()
+    _regular_file("load_textured_mesh", mtl_path)
+    mtl_text = _read_text("load_textured_mesh", mtl_path, "MTL")
+    _check_mtl("load_textured_mesh", mtl_path, mtl_text)
     try:
-        with open(mtl_path, "rb") as fh:
-            materials = tobj.parse_mtl(fh.read(), resolver=rec)
+        materials = tobj.parse_mtl(mtl_text, resolver=rec)
     except Exception as e:
         raise MeshLoadError(f"load_textured_mesh: {mtl_path}: could not parse MTL file: {type(e).__name__}: {e}") from e
     # a map_Kd that trimesh could not open: name the missing file
@@ -331,20 +504,16 @@ def load_textured_mesh(path, require_uvs: bool = False) -> TexturedMesh:
     Raises:
         FileNotFoundError: ``path``, its ``mtllib`` file or a ``map_Kd`` texture is missing
             (the message names the missing file).
-        ValueError (:class:`MeshLoadError`): not an OBJ, malformed file, no triangles, indices
+        MeshLoadError: (a ``ValueError``) not an OBJ, malformed file, no triangles, indices
             out of range, or ``require_uvs=True`` and the mesh has no UVs; names the file.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_textured_mesh: no such file: {path}")
+    path = _regular_file("load_textured_mesh", path)
     ext = os.path.splitext(path)[1].lower()
     if ext != ".obj":
         raise MeshLoadError(f"load_textured_mesh: {path}: unsupported extension {ext!r} (only .obj with .mtl)")
+    text = _read_text("load_textured_mesh", path, "OBJ")
+    _check_obj("load_textured_mesh", path, text)
     try:
-        with open(path, "rb") as fh:
-            import trimesh.util
-
-            text = trimesh.util.decode_text(fh.read())
         v, vt, faces, faces_tex, mats = _obj_parse(path, text)
     except MeshLoadError:
         raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _validate as V
 from . import ops
 
 
@@ -108,6 +109,7 @@ def pixel_uv_jacobian(screen_verts, faces, uvs, uv_faces, fragments, perspective
     ``d b_i / d p = (g_i / w_i - b_i sum_j g_j / w_j) * sum_j b_j w_j`` where ``g = d l / d p``.
     Differentiable w.r.t. ``screen_verts`` and ``uvs`` (and the barycentrics).
     """
+    V.uvs("pixel_uv_jacobian", "uvs", uvs)
     face_id, bary = fragments.face_id, fragments.bary
     B, H, W = face_id.shape
     xy, wdepth, pix = _face_screen(screen_verts, faces, face_id)
@@ -134,19 +136,21 @@ def pixel_uv_jacobian(screen_verts, faces, uvs, uv_faces, fragments, perspective
 def lod_from_jacobian(J, tex_size, bias=0.0):
     """``(B, H, W)`` level of detail ``log2(rho) + bias`` for a texture of ``tex_size = (Ht, Wt)``:
     ``rho = max(|(Wt du/dx, Ht dv/dx)|, |(Wt du/dy, Ht dv/dy)|)`` (texels per pixel), floored at
-    ``2^-20`` (magnification: level 0)."""
+    ``2^-20`` (magnification: level 0) and capped where it overflows (the coarsest level)."""
     Ht, Wt = tex_size
     scale = torch.tensor([Wt, Ht], dtype=J.dtype, device=J.device)
     Jt = J * scale[:, None]
     rx = (Jt[..., 0] ** 2).sum(-1)
     ry = (Jt[..., 1] ** 2).sum(-1)
-    rho2 = torch.maximum(rx, ry).clamp(min=2.0 ** -40)
+    # an overflowing footprint (inf) means the coarsest level, as a finite LOD past the last one
+    rho2 = torch.maximum(rx, ry).clamp(min=2.0 ** -40, max=torch.finfo(J.dtype).max)
     return 0.5 * torch.log2(rho2) + bias
 
 
 def face_lod(screen_verts, faces, uvs, uv_faces, tex_size, bias=0.0):
     """Isotropic level of detail per face ``(B, F)``: ``0.5 log2(texel area / pixel area)`` of the
     triangle (for soft mode, which samples textures at face corners rather than per pixel)."""
+    V.uvs("face_lod", "uvs", uvs)
     Ht, Wt = tex_size
     sv = screen_verts[..., :2]
     p = sv[:, faces.long()]                                      # (B, F, 3, 2)

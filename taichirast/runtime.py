@@ -3,25 +3,32 @@
 The runtime starts lazily, on the first kernel launch. The backend comes from the environment
 variable ``TAICHIRAST_ARCH``:
 
-=========  ==================================================================
-``cpu``    Taichi's LLVM CPU backend (x64 / arm64). The default when no CUDA device is visible.
-``cuda``   NVIDIA GPUs. Torch tensors must then live on ``cuda``.
-``vulkan`` Vulkan (AMD, Intel, Apple through MoltenVK). Tensors are copied by Taichi.
-``metal``  Apple GPUs.
-``auto``   (default) CUDA when a CUDA device is visible, else CPU.
-=========  ==================================================================
+==========  ==================================================================================
+``cpu``     Taichi's LLVM CPU backend (x64 / arm64). The default when no CUDA device is visible.
+``cuda``    NVIDIA GPUs. Torch tensors must then live on ``cuda``.
+``vulkan``  Vulkan (AMD, Intel, Apple through MoltenVK). Tensors are copied by Taichi.
+``metal``   Apple GPUs.
+``auto``    (default) CUDA when a CUDA device is visible, else CPU.
+==========  ==================================================================================
 
 ``ti.gpu`` is never used: its OpenGL probe segfaults on headless machines. The offline kernel
 cache is on (compiled kernels survive the process), ``TI_SKIP_VERSION_CHECK=ON`` avoids a
 network call at start, and Taichi logs at WARN level.
+
+Threads: Taichi's compiler and launcher keep global state (the kernel being compiled, the LLVM
+struct module, the runtime's result buffers), so taichirast runs every kernel launch, and the
+compilation it may trigger, under one re-entrant process-wide lock (:func:`serialized`); each
+kernel still runs on all cores. ``ensure_init`` builds Taichi's (empty) struct module right after
+``ti.init`` on the same thread, as Taichi's LLVM backend requires.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
 _ARCHES = ("cpu", "cuda", "vulkan", "metal", "auto")
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a primitive's forward calls ensure_init and other launches
 _state = {"arch": None}
 
 
@@ -62,6 +69,9 @@ def ensure_init() -> str:
         name = requested_arch()
         arch = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
         ti.init(arch=arch, log_level=ti.WARN, offline_cache=True, default_fp=ti.f32, default_ip=ti.i32)
+        # Finalise the (empty) root field tree now, on the thread that made the LLVM context: Taichi
+        # asserts they match, and would otherwise do it at the first launch, on any thread.
+        ti.lang.impl.get_runtime().materialize()
         got = ti.lang.impl.current_cfg().arch
         actual = {ti.cpu: "cpu", ti.x64: "cpu", ti.arm64: "cpu", ti.cuda: "cuda", ti.vulkan: "vulkan",
                   ti.metal: "metal"}.get(got, str(got))
@@ -72,6 +82,21 @@ def ensure_init() -> str:
             warnings.warn(f"taichirast: TAICHIRAST_ARCH={name} is not available here, running on {actual}")
         _state["arch"] = actual
         return actual
+
+
+def serialized(fn):
+    """``fn`` run under taichirast's runtime lock (re-entrant, process-wide).
+
+    Wrap every function that launches Taichi kernels (and so may compile them): Taichi's compiler
+    and launcher are not thread-safe. Primitives' forward and backward are wrapped by
+    :class:`~taichirast._primitive.Primitive`; code launching kernels by hand uses this too.
+    """
+    @functools.wraps(fn)
+    def locked(*args, **kw):
+        with _lock:
+            return fn(*args, **kw)
+
+    return locked
 
 
 def arch() -> str | None:

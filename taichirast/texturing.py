@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _validate as V
 from . import mipmap, ops
 
 FILTERS = ("nearest", "bilinear", "trilinear")
@@ -53,7 +54,7 @@ def _check_trilinear(tex, uv, face_id, lod):
                             f"{type(x).__name__}" + (f" {x.dtype}" if torch.is_tensor(x) else ""))
     if uv.dim() not in (3, 4) or uv.shape[-1] != 2:
         raise ValueError(f"texture: uv must have shape (H, W, 2) or (B, H, W, 2), got {tuple(uv.shape)}")
-    uv4 = uv if uv.dim() == 4 else uv[None]
+    uv4 = V.uvs("texture", "uv", uv if uv.dim() == 4 else uv[None])
     B = uv4.shape[0]
     if tuple(lod.shape) not in (tuple(uv.shape[:-1]), tuple(uv4.shape[:3])):
         raise ValueError(f"texture: lod must have shape {tuple(uv4.shape[:3])} (uv's without the last axis), "

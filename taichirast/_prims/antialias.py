@@ -96,7 +96,7 @@ def antialias(color, fragments, screen_verts, faces, topology=None):
                                 f"taichirast.antialias with torch tensors")
     color = V.float_array(FN, "color", color, kind, ndims=(4,), finite=False)  # NaN colours just propagate
     B, H, W, C = (int(s) for s in color.shape)
-    sv = V.verts(FN, "screen_verts", screen_verts, kind, like=color)
+    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind, like=color)
     V.same_float(FN, color=color, screen_verts=sv)
     if sv.shape[0] not in (1, B):
         raise ValueError(f"{FN}: screen_verts has batch {sv.shape[0]} but color has batch {B} "

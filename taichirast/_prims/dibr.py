@@ -9,7 +9,8 @@ Inputs
                   or an object with a ``face_id`` attribute (rasterizer fragments). Not differentiable.
     image_size    (H, W) or an int; must match face_id.
     sigmainv      sharpness: ``P_j = exp(-sigmainv d_j^2)``, d_j the NDC distance (the image's shorter
-                  side spans [-1, 1]) from the pixel centre to triangle j, 0 inside it. > 0.
+                  side spans [-1, 1]) from the pixel centre to triangle j, 0 inside it. > 0, and
+                  ``sigmainv (2 / min(H, W))^2`` at most ``finfo(dtype).max / 1e8`` (ValueError above).
     box_len       only faces whose vertex box grown by box_len (NDC) holds the pixel centre count. >= 0.
     near          faces with any vertex at ``z <= near`` are dropped (their projection is meaningless).
     tile_size     binning tile edge in pixels (performance only).
@@ -50,7 +51,7 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     # Fragments, or (for callers holding only the ids) the face_id image itself
     face_id = fragments.face_id if hasattr(fragments, "face_id") and not A.is_array(fragments) else fragments
     kind = V.kind_of(screen_verts, faces, face_id)
-    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
     fid = V.array(FN, "face_id", face_id, kind, sv)
@@ -70,6 +71,9 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
         raise ValueError(f"{FN}: face_id is on {fid.device} but screen_verts is on {sv.device}")
     fid = A.astype(fid, "int32")
     sigmainv = V.positive(FN, "sigmainv", sigmainv)
+    lim = V.dtype_limit(A.dtype_name(sv))
+    V.in_dtype_range(FN, "sigmainv", sigmainv, A.dtype_name(sv), hi=lim / (2.0 / min(H, W)) ** 2,
+                     why=f"sigmainv (2 / min(H, W))^2 must stay below {lim:.3g}")
     box_len = V.number(FN, "box_len", box_len, lo=0.0, hi=1e6)
     near = V.number(FN, "near", near, lo=0.0)
     tile = tile_size_arg(FN, tile_size)

@@ -74,7 +74,7 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
         :func:`dibr_silhouette` for silhouette gradients).
     """
     kind = V.kind_of(screen_verts, faces)
-    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
     persp = bool(perspective_correct)

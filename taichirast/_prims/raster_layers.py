@@ -68,7 +68,7 @@ def rasterize_layers(screen_verts, faces, image_size, num_layers=2, perspective_
         frags.face_id.shape   # (B, 2, 64, 64); frags.face_id[:, 0] is tr.rasterize(sv, faces, (64, 64), ...).face_id
     """
     kind = V.kind_of(screen_verts, faces)
-    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
     if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)):

@@ -10,7 +10,12 @@ Inputs
     background    (C,) colour, default zeros. Differentiable.
     sigma, gamma  coverage sharpness and depth-softmax temperature (> 0). sigma scales squared distances
                   in NDC units (the image's shorter side spans [-1, 1], one pixel = 2 / min(H, W)), as in
-                  the SoftRas paper and PyTorch3D, so published values mean the same here.
+                  the SoftRas paper and PyTorch3D, so published values mean the same here. Lower bounds
+                  per dtype (ValueError below them): ``(2 / min(H, W))^2 / sigma`` and
+                  ``1 / ((far - near) gamma)`` at most ``finfo(dtype).max / 1e8`` (3.4e30 for float32,
+                  1.8e300 for float64). When ``gamma (far - near)`` nears the depths' rounding
+                  (float32: ~6e-8 x depth) the softmax is a z-buffer and depth gradients where
+                  surfaces meet are dominated by rounding (large, finite): use float64 there.
     eps           background depth for the softmax (``w_b = exp(eps / gamma)``).
     near, far     depth range: ``z_j = (far - zp) / (far - near)``. Faces with any vertex at
                   ``z <= near`` are dropped (their screen projection is meaningless). far > near >= 0.
@@ -81,7 +86,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
         ``screen_verts`` (x, y and z), ``colors`` and ``background``.
     """
     kind = V.kind_of(screen_verts, faces, colors, background)
-    sv = V.verts(FN, "screen_verts", screen_verts, kind)
+    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
     per_face = bool(per_face)
@@ -110,6 +115,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     far = V.number(FN, "far", far)
     if not far > near or math.isinf(far):
         raise ValueError(f"{FN}: far must be finite and greater than near, got near={near}, far={far}")
+    _check_scales(A.dtype_name(sv), H, W, sigma, gamma, far - near)
     cull_eps = V.number(FN, "cull_eps", cull_eps, lo=0.0, hi=0.5, lo_open=True)
     tile = tile_size_arg(FN, tile_size)
     B = V.batch(FN, {"screen_verts": sv.shape[0], "colors": colors.shape[0]})
@@ -117,6 +123,17 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
                   per_face=per_face, cull_eps=cull_eps, tile=tile)
     return Prepared(inputs=[sv, faces, colors, background], sources=["screen_verts", None, "colors", bg_source],
                     params=params)
+
+
+def _check_scales(dtype, H, W, sigma, gamma, depth_range):
+    """sigma and gamma small enough to overflow the kernels' k2 = s^2 / sigma or
+    cz = 1 / ((far - near) gamma) in ``dtype`` are a ValueError (DESIGN §7)."""
+    lim = V.dtype_limit(dtype)
+    s2 = (2.0 / min(H, W)) ** 2
+    V.in_dtype_range(FN, "sigma", sigma, dtype, lo=s2 / lim,
+                     why=f"(2 / min(H, W))^2 / sigma must stay below {lim:.3g}")
+    V.in_dtype_range(FN, "gamma", gamma, dtype, lo=1.0 / (depth_range * lim),
+                     why=f"1 / ((far - near) * gamma) must stay below {lim:.3g}")
 
 
 def _scalars(p):

@@ -84,7 +84,7 @@ class _FeastFunction(torch.autograd.Function):
         y = xw.new_zeros(N, D)
         q = xw.new_empty(graph.num_edges, M)
         if N * D > 0 and graph.num_edges > 0:
-            fwd(a, b, c, xw, w, rowptr, col, y, q)
+            runtime.serialized(fwd)(a, b, c, xw, w, rowptr, col, y, q)  # Taichi compiles / launches under one lock
         ctx.graph = graph
         ctx.save_for_backward(xw, w, q)
         return y
@@ -104,7 +104,7 @@ class _FeastFunction(torch.autograd.Function):
         if N * D > 0 and graph.num_edges > 0:
             _, bwd = kgraph.build(real_type(str(xw.dtype).replace("torch.", "")), M)
             _, _, row, colptr, perm = _int32_csr(graph)
-            bwd(xw, w, q, g.detach().contiguous(), row, colptr, perm, dxw, db, dlogit)
+            runtime.serialized(bwd)(xw, w, q, g.detach().contiguous(), row, colptr, perm, dxw, db, dlogit)
         # row sums of dlogit: the gradient of a (N, M); its total is the gradient of c
         da = xw.new_zeros(N, M).index_add_(0, graph.edges[:, 0], dlogit)
         dc = dlogit.sum(0)
