@@ -1,7 +1,7 @@
 """Recover spherical-harmonics environment lighting (9 x 3 coefficients) from images of a white object.
 
     python demos/fit_sh_lighting.py                    # icosphere, writes out/fit_sh_lighting/
-    python demos/fit_sh_lighting.py --mesh ../shared/meshes/bunny/bunny.obj
+    python demos/fit_sh_lighting.py --mesh ../shared/meshes/bunny.obj
 
 The "inverse lighting" demo: a Lambertian object with white albedo is lit by a band 0-2 SH
 environment (an order-2 sky: blue from above, a warm key light from one side, a dimmer ground

@@ -149,7 +149,10 @@ def main(argv=None):
         loss.backward()
         opt.step()
         sched.step()
-        if hasattr(it, "set_postfix") and step % 10 == 0:
+        if hasattr(it, "set_postfix") and step == args.steps - 1:
+            # the bar ends on the final pose's error (after this last step), not a stale 10-step sample
+            it.set_postfix(loss=f"{loss.item():.5f}", rot_err=f"{rot_err_deg(current()[0]):.2f}deg")
+        elif hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.5f}", rot_err=f"{rot_err_deg(R):.2f}deg")
         if step % args.gif_every == 0 or step == args.steps - 1:
             frames.append(compare_strip(img, target))

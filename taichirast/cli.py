@@ -7,7 +7,8 @@
     taichirast view MESH [--mode ...] [--size ...] [--out view.png (no display)] [--target IMG]
     taichirast demo --list | demo NAME [--gui] [demo arguments ...]
     taichirast bench [benchmark arguments ...]          # python -m benchmarks, from the repo checkout
-    taichirast info [--json]
+    taichirast info [--json] [--probe]
+    taichirast warmup [--quiet]                         # compile the common kernels into the offline cache
 
 ``MESH`` is a file trimesh reads (OBJ, PLY, STL, GLB/glTF, OFF) or ``builtin:NAME`` (``icosphere``,
 ``cube``, ``torus``, ...). Bad input (a missing file, an unknown demo, a malformed option) prints one
@@ -143,12 +144,45 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run python -m benchmarks from the repository checkout; arguments pass through.")
     b.add_argument("args", nargs=argparse.REMAINDER)
 
-    i = sub.add_parser("info", help="arch, devices and versions")
+    i = sub.add_parser("info", help="arch, devices and versions",
+                       description="Versions, the arch taichirast will use, and what the GUI can use. Cheap: it "
+                                   "neither starts Taichi nor imports torch unless --probe is given.")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--probe", action="store_true",
+                   help="also start the Taichi runtime and import torch (the arch actually running, CUDA devices)")
+
+    w = sub.add_parser("warmup", help="compile the common kernels into Taichi's offline cache",
+                       description="Compile the kernels of the common render paths (hard / soft / dibr / splat, "
+                                   "antialias, lit, textured; float32; forward and backward) into Taichi's "
+                                   "offline cache once, so that later processes start fast.")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.add_argument("--only", nargs="+", metavar="PATH",
+                   help="compile only these render paths, by label (e.g. --only hard soft 'hard + antialias')")
     return p
 
 
 # ------------------------------------------------------------------ commands
+
+def _start_taichi_first() -> None:
+    """Start Taichi and define taichirast's kernels before torch and trimesh are imported.
+
+    Every ``@ti.kernel`` definition (Taichi's own at ``ti.init``, ours when their module is
+    imported) looks up its module through ``inspect.getmodule``, which walks all of ``sys.modules``;
+    with torch's ~900 modules loaded that costs ~0.5-1 s per process, before any kernel runs.
+    """
+    import importlib
+    import pkgutil
+
+    from .runtime import ensure_init
+
+    ensure_init()
+    try:
+        from . import kernels
+    except ImportError:  # pragma: no cover - the kernels package ships with taichirast
+        return
+    for m in pkgutil.iter_modules(kernels.__path__):
+        importlib.import_module(f"{kernels.__name__}.{m.name}")
+
 
 def cmd_render(a) -> int:
     """``taichirast render``: one image, several PNGs or a GIF turntable."""
@@ -161,6 +195,10 @@ def cmd_render(a) -> int:
     ext = os.path.splitext(a.out)[1].lower()
     if ext not in (".png", ".jpg", ".jpeg", ".gif", ".bmp"):
         raise UsageError(f"output must end in .png, .jpg, .bmp or .gif, got {a.out!r}")
+    # Start Taichi before torch and trimesh are imported: every @ti.kernel definition (Taichi's own
+    # at ti.init, ours on first use) scans sys.modules through inspect.getmodule, which costs per
+    # loaded module, so with torch's ~900 modules already loaded this alone took ~0.5 s longer.
+    _start_taichi_first()
     from . import io as trio
     from .viewer import ViewerState, load_view_scene
 
@@ -199,9 +237,18 @@ def cmd_render(a) -> int:
     return 0
 
 
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
 def cmd_view(a) -> int:
     """``taichirast view``: the interactive viewer, or offscreen PNGs without a display."""
     _check_mesh(a.mesh)
+    # check --out before anything is rendered or written (a bad name must not leave an empty file)
+    if os.path.splitext(a.out)[1].lower() not in _IMAGE_EXTS:
+        raise UsageError(f"--out must end in .png, .jpg or .bmp, got {a.out!r}")
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"output folder does not exist: {out_dir}")
     if a.target and not os.path.isfile(a.target):
         raise UsageError(f"no such file: {a.target}")
     from .live import has_display
@@ -247,20 +294,63 @@ def cmd_bench(a) -> int:
         raise UsageError("no benchmarks/ folder found: the benchmark suite ships with the source checkout, not the wheel")
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.call([sys.executable, "-m", "benchmarks", *a.args], cwd=root, env=env)
+    # run the package as `python -m benchmarks` would, but with argv[0] = "taichirast bench" so that
+    # its argparse usage line reads "usage: taichirast bench ..." (not "usage: __main__.py")
+    boot = (f"import runpy, sys; sys.argv[0] = {PROG + ' bench'!r}; "
+            "runpy.run_module('benchmarks', run_name='__main__', alter_sys=False)")
+    return subprocess.call([sys.executable, "-c", boot, *a.args], cwd=root, env=env)
+
+
+def _offline_cache_dir() -> str:
+    """Where Taichi keeps compiled kernels: ``$TI_OFFLINE_CACHE_FILE_PATH`` or Taichi 1.7's default."""
+    return os.environ.get("TI_OFFLINE_CACHE_FILE_PATH") or os.path.join("~", ".cache", "taichi", "ticache")
+
+
+def _dist_version(name):
+    """An installed distribution's version from its metadata (no import), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def quick_info() -> dict:
+    """What ``taichirast info`` prints without ``--probe``: versions from package metadata and the arch
+    taichirast will request, without importing taichi or torch and without starting the runtime (which
+    on a cold machine cost seconds to tens of seconds: torch's import, ``ti.init``, CUDA's context)."""
+    import platform
+
+    import numpy as np
+
+    from . import __version__
+    from .runtime import arch, requested_arch
+
+    return {"taichirast": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "taichi": _dist_version("taichi"), "numpy": np.__version__,
+            "arch": arch() or requested_arch(), "requested_arch": os.environ.get("TAICHIRAST_ARCH", "auto"),
+            "runtime": "started" if arch() else "not started (taichirast info --probe starts it)",
+            "cpu_count": os.cpu_count(), "torch": _dist_version("torch"),
+            "offline_cache": _offline_cache_dir()}
 
 
 def cmd_info(a) -> int:
-    """``taichirast info``: versions, arch, devices and what the GUI can use."""
+    """``taichirast info``: versions, arch, devices and what the GUI can use (``--probe``: start the runtime)."""
     import importlib.util
 
     from .live import has_display, vulkan_available
-    from .runtime import info
 
-    import contextlib
+    if a.probe:
+        import contextlib
 
-    with contextlib.redirect_stdout(sys.stderr if a.json else sys.stdout):  # Taichi's banner is not JSON
-        out = info()
+        from .runtime import info
+
+        with contextlib.redirect_stdout(sys.stderr if a.json else sys.stdout):  # Taichi's banner is not JSON
+            out = info()
+        out["runtime"] = "started"
+    else:
+        out = quick_info()
     out["display"] = has_display()
     out["vulkan"] = vulkan_available()
     out["gui_backend"] = "ggui" if out["vulkan"] else "gui"
@@ -275,7 +365,91 @@ def cmd_info(a) -> int:
     return 0
 
 
-COMMANDS = {"render": cmd_render, "view": cmd_view, "demo": cmd_demo, "bench": cmd_bench, "info": cmd_info}
+# (label, tr.render keyword arguments): the render paths `taichirast warmup` compiles, forward and backward
+WARMUP_CASES = (
+    ("hard", dict(mode="hard")),
+    ("hard + antialias", dict(mode="hard", antialias=True)),
+    ("hard lit", dict(mode="hard", lit=True)),
+    ("hard lit + antialias", dict(mode="hard", lit=True, antialias=True)),
+    ("hard textured", dict(mode="hard", textured=True)),
+    ("hard lit textured", dict(mode="hard", lit=True, textured=True)),
+    ("soft", dict(mode="soft")),
+    ("soft lit", dict(mode="soft", lit=True)),
+    ("dibr", dict(mode="dibr")),
+    ("dibr lit", dict(mode="dibr", lit=True)),
+    ("splat", dict(mode="splat")),
+    ("splat lit", dict(mode="splat", lit=True)),
+)
+
+
+def warmup(quiet: bool = False, size: int = 32, cases=WARMUP_CASES) -> float:
+    """Compile the kernels of ``cases`` (float32, forward and backward) into Taichi's offline cache by
+    rendering a small icosphere once per case; returns the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    from .runtime import ensure_init
+
+    ensure_init()
+    import numpy as np
+    import torch
+
+    import taichirast as tr
+    from . import meshes
+
+    v, f = meshes.icosphere(2)
+    faces = torch.from_numpy(f)
+    cam = tr.PerspectiveCamera.look_at([0.0, 0.3, 3.0], fov_y=40.0, image_size=(size, size))
+    lights = tr.Lights(ambient=[0.3] * 3, directions=[[-0.5, -0.7, -0.5]], colors=[[0.8] * 3])
+    rng = np.random.default_rng(0)
+    tex = torch.from_numpy(rng.random((8, 8, 3), dtype=np.float32))
+    uvs = torch.from_numpy((v[:, :2] * 0.5 + 0.5).astype(np.float32))
+    it = cases
+    if not quiet:
+        try:
+            from tqdm import tqdm
+
+            it = tqdm(cases, desc="warmup", unit="path")
+        except ImportError:
+            pass
+    for label, kw in it:
+        kw = dict(kw)
+        if hasattr(it, "set_postfix_str"):
+            it.set_postfix_str(label)
+        verts = torch.from_numpy(v).requires_grad_()
+        extra = {}
+        if kw.pop("lit", False):
+            extra["lights"] = lights
+        if kw.pop("textured", False):
+            extra.update(texture=tex.clone().requires_grad_(), uvs=uvs)
+        else:
+            extra["colors"] = verts * 0.5 + 0.5
+        out = tr.render(verts, faces, cam, **kw, **extra)
+        out.sum().backward()
+    return time.perf_counter() - t0
+
+
+def cmd_warmup(a) -> int:
+    """``taichirast warmup``: compile the common kernels into the offline cache, print the time."""
+    from . import runtime
+
+    cases = WARMUP_CASES
+    if a.only:
+        want = {w.strip().lower() for w in a.only}
+        cases = tuple(c for c in WARMUP_CASES if c[0] in want)
+        if not cases:
+            raise UsageError(f"--only: no render path named {' '.join(a.only)}; known: "
+                             f"{', '.join(repr(c[0]) for c in WARMUP_CASES)}")
+    n = len(cases)
+    sec = warmup(quiet=a.quiet, cases=cases)
+    where = _offline_cache_dir()
+    print(f"warmup: compiled {n} render paths (forward + backward, float32) on arch {runtime.arch()} "
+          f"in {sec:.1f} s; offline cache: {where}")
+    return 0
+
+
+COMMANDS = {"render": cmd_render, "view": cmd_view, "demo": cmd_demo, "bench": cmd_bench, "info": cmd_info,
+            "warmup": cmd_warmup}
 
 
 def main(argv=None) -> int:

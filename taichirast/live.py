@@ -13,8 +13,9 @@ gradient** (one row per view) above a loss curve — and either
   a ``loss.png`` plot (matplotlib; skipped with a warning when it is missing).
 
 The gradient panel is the per-pixel gradient of the loss with respect to the current image,
-``dL/dI`` summed over channels (red positive, blue negative, black zero, scaled by its maximum
-magnitude), i.e. exactly what backpropagation feeds into the rasterizer's backward pass at each
+``dL/dI`` summed over channels (red positive, blue negative, black zero), normalised per frame by
+the 90th percentile of its non-zero magnitudes (:func:`gradient_scale`; larger values saturate) so
+that it stays readable as the loss shrinks, i.e. exactly what backpropagation feeds into the rasterizer's backward pass at each
 pixel. It is taken with ``torch.autograd.grad(loss, current, retain_graph=True)``, which only
 differentiates the loss expression, not the renderer, so call :meth:`LiveOptimization.update`
 *before* ``loss.backward()``. Pass ``grad=`` to show something else (any ``(H, W)`` /
@@ -38,7 +39,7 @@ import warnings
 import numpy as np
 
 __all__ = ["LiveOptimization", "Display", "has_display", "vulkan_available", "gui_backend", "compose_dashboard",
-           "draw_text", "loss_curve_image", "signed_colormap", "heat_colormap", "to_rgb_views"]
+           "draw_text", "gradient_scale", "loss_curve_image", "signed_colormap", "heat_colormap", "to_rgb_views"]
 
 # --------------------------------------------------------------------------------------------
 # environment
@@ -132,7 +133,14 @@ class Display:
         H, W = self.size
         self._last = np.zeros((H, W, 3), np.float32)
         self.window = self.canvas = self.gui = None
+        self._imgui_ini = None
         if self.backend == "ggui":
+            # GGUI's Dear ImGui saves its layout to ./imgui.ini when the window goes away; remove
+            # that file again at close() / exit unless it was there before (see _remove_imgui_ini)
+            ini = os.path.abspath(IMGUI_INI)
+            if not os.path.exists(ini):
+                self._imgui_ini = ini
+                _IMGUI_INIS.add(ini)
             self.window = ti.ui.Window(title, (W, H), vsync=False, show_window=self.show_window)
             self.canvas = self.window.get_canvas()
         elif self.backend == "gui":
@@ -196,6 +204,30 @@ class Display:
         except Exception:  # closing twice, or a window the user already closed
             pass
         self.window = self.gui = self.canvas = None
+        if self._imgui_ini is not None:
+            _remove_imgui_ini(self._imgui_ini)
+            self._imgui_ini = None
+
+
+IMGUI_INI = "imgui.ini"
+_IMGUI_INIS = set()  # imgui.ini paths our GGUI windows may create (absent when the window opened)
+
+
+def _remove_imgui_ini(path=None) -> None:
+    """Delete the ``imgui.ini`` GGUI wrote into the working directory (only one that did not exist
+    when our window opened), so that running the viewer or a ``--gui`` demo leaves no stray file."""
+    for p in [path] if path is not None else list(_IMGUI_INIS):
+        try:
+            if os.path.isfile(p):
+                os.remove(p)
+        except OSError:
+            pass
+        _IMGUI_INIS.discard(p)
+
+
+import atexit  # noqa: E402
+
+atexit.register(_remove_imgui_ini)  # also when a window is never closed explicitly
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,6 +314,19 @@ def heat_colormap(v, scale: float | None = None) -> np.ndarray:
     return np.stack([np.clip(3 * u, 0, 1), np.clip(3 * u - 1, 0, 1), np.clip(3 * u - 2, 0, 1)], -1).astype(np.float32)
 
 
+def gradient_scale(grads, q: float = 90.0) -> float:
+    """The per-frame scale of the gradient panel: the ``q``-th percentile of ``|g|`` over the pixels
+    where the gradient is not zero, over all shown views (0 when it is zero everywhere).
+
+    Each frame is normalised on its own, so the panel stays readable while the loss (and with it the
+    gradient) shrinks by orders of magnitude, and a percentile rather than the maximum keeps a few
+    outlier pixels from turning the rest black; magnitudes above the scale saturate.
+    """
+    a = np.abs(np.concatenate([np.asarray(x, np.float64).reshape(-1) for x in grads])) if len(grads) else np.zeros(0)
+    a = a[np.isfinite(a) & (a > 0)]
+    return float(np.percentile(a, q)) if a.size else 0.0
+
+
 def _upscale(img, factor):
     return img if factor == 1 else np.repeat(np.repeat(img, factor, 0), factor, 1)
 
@@ -328,8 +373,9 @@ def compose_dashboard(target, current, grad=None, losses=(), views: int = 2, cel
     """The live dashboard ``(H, W, 3)``: columns target | current | |difference| | gradient, one row per view, loss curve below.
 
     ``grad`` (same batch layout as the images; summed over channels) is shown with
-    :func:`signed_colormap`, the absolute difference (mean over RGB) with :func:`heat_colormap`,
-    both scaled by their maximum over the shown views. Each view is upscaled by an integer factor
+    :func:`signed_colormap`, normalised per frame by :func:`gradient_scale` (90th percentile of the
+    non-zero magnitudes over the shown views), the absolute difference (mean over RGB) with
+    :func:`heat_colormap`, scaled by its maximum over the shown views. Each view is upscaled by an integer factor
     so that its height reaches ``cell`` pixels.
     """
     tv = to_rgb_views(target, views)
@@ -347,8 +393,8 @@ def compose_dashboard(target, current, grad=None, losses=(), views: int = 2, cel
         elif g.ndim == 4 or (g.ndim == 3 and g.shape[-1] <= 4 and g.shape[:2] == (h, w)):
             g = g.sum(-1) if g.ndim == 4 else g[None].sum(-1)
         gs = [np.nan_to_num(g[i]) for i in range(min(n, g.shape[0]))]
-        gmax = max(float(np.abs(x).max()) for x in gs)
-        gimgs = [signed_colormap(x, gmax) for x in gs] + [np.zeros((h, w, 3), np.float32)] * (n - len(gs))
+        gscale = gradient_scale(gs)
+        gimgs = [signed_colormap(x, gscale) for x in gs] + [np.zeros((h, w, 3), np.float32)] * (n - len(gs))
     else:
         gimgs = [np.zeros((h, w, 3), np.float32)] * n
     f = max(1, int(np.ceil(cell / h)))

@@ -113,6 +113,10 @@ def load_view_scene(path, texture: bool = True):
             tex = _viewable_texture(m, path)
             if tex is not None:
                 return _normalize_referenced(m.verts, m.faces), np.asarray(m.faces, np.int32), tex
+            if m.faces is not None and len(m.faces):
+                # no texture: the file's own positions and triangles (what load_mesh would return
+                # for an OBJ without UVs), without parsing the file a second time
+                return trio.normalize_mesh(m.verts, radius=1.0), np.asarray(m.faces, np.int32), None
     v, f = trio.load_mesh(path)
     return trio.normalize_mesh(v, radius=1.0), np.asarray(f, np.int32), None
 
@@ -403,11 +407,34 @@ class Viewer:
                  title: str = "taichirast viewer"):
         self.state = state
         self.show_window = has_display() if show_window is None else bool(show_window)
-        self.display = Display(title, state.size, show_window=self.show_window, backend=backend)
+        self.window_size = self.layout(state.size, self.show_window)
+        self.display = Display(title, self.window_size, show_window=self.show_window, backend=backend)
         self._mouse = None
         self._drawn = None
         self._img = None
         self.frames = 0
+
+    PANEL_WIDTH = 320  # pixels right of the image for the ImGui panel (window only)
+    MIN_WIDTH = 768
+    MIN_HEIGHT = 420
+
+    @classmethod
+    def layout(cls, image_size, show_window: bool = True) -> tuple:
+        """The window size ``(H, W)`` for an image of ``image_size (H, W)``: with a window, the image on
+        the left and the panel beside it (at least :attr:`PANEL_WIDTH` px, the whole at least
+        :attr:`MIN_WIDTH` x :attr:`MIN_HEIGHT`), so the panel never covers the image; offscreen, the image size."""
+        H, W = int(image_size[0]), int(image_size[1])
+        if not show_window:
+            return (H, W)
+        return (max(H, cls.MIN_HEIGHT), max(W + cls.PANEL_WIDTH, cls.MIN_WIDTH))
+
+    def _canvas(self, img) -> np.ndarray:
+        """The image placed top-left on the window-sized canvas (panel area dark grey)."""
+        if tuple(img.shape[:2]) == tuple(self.window_size):
+            return img
+        canvas = np.full(tuple(self.window_size) + (3,), 0.12, np.float32)
+        canvas[:img.shape[0], :img.shape[1]] = img[..., :3]
+        return canvas
 
     def draw(self) -> np.ndarray:
         """Render the state's :meth:`~ViewerState.image` into the window; returns that image."""
@@ -415,14 +442,16 @@ class Viewer:
         if self._drawn != key or self._img is None:
             self._img = self.state.image()
         img = self._img
-        self.display.show(img)
+        self.display.show(self._canvas(img))
         self._drawn = key
         self.frames += 1
         return img
 
     def read(self) -> np.ndarray:
-        """The window's pixels ``(H, W, 3)`` float32, row 0 at the top (8-bit precision with GGUI)."""
-        return self.display.read()
+        """The image's pixels as the window holds them, ``(H, W, 3)`` float32, row 0 at the top (8-bit
+        precision with GGUI; the panel area beside the image is left out)."""
+        H, W = self.state.size
+        return self.display.read()[:H, :W]
 
     def screenshot(self, path) -> str:
         """Draw and write the window's pixels to ``path`` (PNG)."""
@@ -438,7 +467,9 @@ class Viewer:
             return
         s = self.state
         gui = win.get_gui()
-        with gui.sub_window("taichirast", 0.0, 0.0, 0.42, 0.55) as w:
+        Hw, Ww = self.window_size
+        x0 = self.state.size[1] / Ww  # the panel sits right of the image, full height
+        with gui.sub_window("taichirast", x0, 0.0, 1.0 - x0, 1.0) as w:
             w.text(f"mode: {s.mode}")
             for m in MODES:
                 if w.button(m):
@@ -474,8 +505,11 @@ class Viewer:
             return
         mod = ti.ui if self.display.window is not None else ti.GUI
         x, y = src.get_cursor_pos()
-        pos = (float(x), 1.0 - float(y))  # y down
+        (Hw, Ww), (H, W) = self.window_size, self.state.size
+        pos = (float(x) * Ww / W, (1.0 - float(y)) * Hw / H)  # in image widths / heights, y down
         button = next((b for b, n in ((mod.LMB, "left"), (mod.RMB, "right"), (mod.MMB, "middle")) if src.is_pressed(b)), None)
+        if button is not None and self._mouse is None and not (0.0 <= pos[0] <= 1.0 and 0.0 <= pos[1] <= 1.0):
+            return  # a press on the panel beside the image is the panel's, not a camera drag
         if button is not None and self._mouse is not None and self._mouse[1] == button:
             dx, dy = pos[0] - self._mouse[0][0], pos[1] - self._mouse[0][1]
             if dx or dy:

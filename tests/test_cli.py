@@ -46,7 +46,7 @@ def mesh_file(tmp_path_factory):
 def test_help_for_every_command():
     res = run("--help")
     assert res.returncode == 0
-    for cmd in ("render", "view", "demo", "bench", "info"):
+    for cmd in ("render", "view", "demo", "bench", "info", "warmup"):
         assert cmd in res.stdout
         sub = run(cmd, "--help")
         assert sub.returncode == 0 and "usage" in sub.stdout.lower(), (cmd, sub.stderr)
@@ -193,3 +193,54 @@ def test_render_uses_an_obj_texture_unless_told_not_to(tmp_path):
     assert g[1] > 3 * max(g[0], g[2], 1)                                # green from the texture
     w = outs["--no-texture"]
     assert abs(w[0] - w[1]) < 8 and abs(w[1] - w[2]) < 8               # grey without it
+
+
+def test_info_is_cheap_without_probe():
+    """`taichirast info` neither imports torch nor starts Taichi (it took 30 s on a cold machine)."""
+    code = ("import sys, json; from taichirast.cli import main; main(['info', '--json']); "
+            "print('MODS', 'torch' in sys.modules, 'taichi' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert res.returncode == 0, res.stderr
+    body, mods = res.stdout.rsplit("MODS", 1)
+    assert mods.split() == ["False", "False"], mods
+    data = json.loads(body)
+    assert data["arch"] in ("cpu", "cuda", "vulkan", "metal") and data["runtime"].startswith("not started")
+    assert data["taichi"].startswith("1.7") and "vulkan" in data
+    probe = run("info", "--json", "--probe")
+    assert probe.returncode == 0, probe.stderr
+    pd = json.loads(probe.stdout)
+    assert pd["runtime"] == "started" and pd["arch"] == data["arch"] and "torch_cuda" in pd
+
+
+def test_view_out_without_extension_errors_before_writing(tmp_path, mesh_file):
+    out = tmp_path / "view_off"
+    _assert_one_line_error(run("view", mesh_file, "--size", "16", "--out", out, cwd=tmp_path), "--out", ".png")
+    assert sorted(os.listdir(tmp_path)) == []  # no 0-byte file, no gradient image, nothing
+    _assert_one_line_error(run("view", mesh_file, "--out", tmp_path / "nodir" / "v.png", cwd=tmp_path), "output folder")
+
+
+def test_bench_help_names_the_command():
+    res = run("bench", "--help")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: taichirast bench") and "__main__" not in res.stdout
+
+
+def test_warmup_fills_an_empty_offline_cache(tmp_path):
+    cache = tmp_path / "ticache"
+    env = dict(ENV, TI_OFFLINE_CACHE_FILE_PATH=str(cache))
+    res = subprocess.run([sys.executable, "-m", "taichirast", "warmup", "--only", "hard", "--quiet"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "warmup: compiled 1 render paths" in res.stdout and str(cache) in res.stdout
+    files = [f for _, _, fs in os.walk(cache) for f in fs]
+    assert len(files) > 1, files  # compiled kernels landed in the offline cache
+    _assert_one_line_error(run("warmup", "--only", "wireframe"), "--only", "hard")
+
+
+def test_warmup_progress_bar_and_time(capsys):
+    assert cli.main(["warmup", "--only", "hard", "dibr"]) == 0
+    cap = capsys.readouterr()
+    assert "warmup" in cap.err and "2/2" in cap.err  # tqdm progress bar
+    assert "compiled 2 render paths" in cap.out and " s;" in cap.out
+    assert [c[0] for c in cli.WARMUP_CASES][:2] == ["hard", "hard + antialias"]
+    assert {c[1]["mode"] for c in cli.WARMUP_CASES} == {"hard", "soft", "dibr", "splat"}

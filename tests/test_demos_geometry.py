@@ -53,3 +53,28 @@ def test_camera_intrinsics_demo(tmp_path, capsys, seed):
     assert res["focal_error"] < 0.5 * res["initial_focal_error"]
     assert res["principal_point_error_px"] < 0.5 * res["initial_principal_point_error_px"]
     assert "final focal error" in capsys.readouterr().out
+
+
+def test_pose_estimation_progress_bar_ends_on_the_final_error(tmp_path, capsys):
+    """The bar's last rot_err is the final pose's error, not a stale sample from 10 steps earlier."""
+    import re
+
+    demo = load_demo("pose_estimation")
+    res = demo.main(["--steps", "13", "--size", "32", "--views", "1", "--sigma-start", "3e-3", "--gif-every", "20",
+                     "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    shown = re.findall(r"rot_err=([0-9.]+)deg", err)
+    assert shown, err[-500:]
+    assert shown[-1] == f"{res['rotation_error_deg']:.2f}", (shown[-3:], res["rotation_error_deg"])
+
+
+def test_fit_sh_lighting_docstring_names_the_real_bunny_path():
+    import os
+
+    from demo_support import ROOT
+
+    doc = load_demo("fit_sh_lighting").__doc__
+    assert "../shared/meshes/bunny.obj" in doc and "bunny/bunny.obj" not in doc
+    for demo in ("fit_sh_lighting", "fit_silhouette", "pose_estimation", "fit_lights", "fit_material"):
+        with open(os.path.join(ROOT, "demos", f"{demo}.py")) as fh:
+            assert "meshes/bunny/bunny.obj" not in fh.read(), demo

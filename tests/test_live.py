@@ -217,3 +217,39 @@ def test_window_pause_blocks_until_step_key(monkeypatch):
     assert not live.paused
     fake.running = False  # the user closed the window: update says so and the run goes on headless
     assert live.update(2, img, img, 0.25) is False and not live.window and fake.closed
+
+
+def test_ggui_display_leaves_no_imgui_ini(tmp_path):
+    """GGUI's ImGui writes imgui.ini into the working directory: Display removes the one it caused."""
+    if not L.vulkan_available():
+        pytest.skip("GGUI needs Vulkan")
+    d = Display("t", (16, 16), show_window=False, backend="ggui")
+    (tmp_path / "imgui.ini").write_text("[Window][Debug##Default]\n")  # what ImGui saves at shutdown
+    d.close()
+    assert not (tmp_path / "imgui.ini").exists()
+    # a file that was there before the window opened is the user's: kept
+    (tmp_path / "imgui.ini").write_text("mine\n")
+    d = Display("t", (16, 16), show_window=False, backend="ggui")
+    d.close()
+    assert (tmp_path / "imgui.ini").read_text() == "mine\n"
+    (tmp_path / "imgui.ini").unlink()
+    L._remove_imgui_ini()  # the atexit hook: harmless when nothing is left
+
+
+def test_gradient_panel_is_normalised_per_frame_and_robust_to_outliers():
+    """The gradient column stays readable as the loss shrinks: no all-black panel at late steps."""
+    h = w = 16
+    t = np.zeros((1, h, w, 3), np.float32)
+    c = np.zeros((1, h, w, 3), np.float32)
+    rng = np.random.default_rng(0)
+    g = rng.uniform(0.5, 1.0, (1, h, w)).astype(np.float32) * 1e-3
+    g[0, 0, 0] = 1.0  # one outlier pixel (e.g. a silhouette edge) 1000x the rest
+    img = compose_dashboard(t, c, g, [1.0, 0.5], views=1, cell=16)
+    top, pad = 16, 4
+    x0 = pad + 3 * (w + pad)
+    panel = img[top:top + h, x0:x0 + w]
+    assert panel[1:, 1:, 0].mean() > 0.5, panel[..., 0].mean()  # the bulk is visible, not crushed by the outlier
+    # a frame whose gradient is 10^4 smaller looks the same (normalised per frame)
+    img2 = compose_dashboard(t, c, g * 1e-4, [1.0, 0.5], views=1, cell=16)
+    np.testing.assert_allclose(img2[top:top + h, x0:x0 + w], panel, atol=1e-5)
+    assert L.gradient_scale([np.zeros((4, 4))]) == 0.0

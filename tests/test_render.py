@@ -113,11 +113,22 @@ def test_bad_render_input():
         tr.Renderer(cam, mode="wire")
 
 
-def test_demo_fit_silhouette_smoke(tmp_path):
+def test_demo_fit_silhouette_smoke(tmp_path, capsys):
     from demo_support import assert_outputs_written, load_demo
 
     demo = load_demo("fit_silhouette")
-    iou = demo.main(["--steps", "30", "--size", "48", "--views", "4", "--level", "2", "--sigma", "3e-4",
-                     "--lr", "0.02", "--out", str(tmp_path), "--quiet"])
-    assert_outputs_written(tmp_path)
-    assert iou > 0.85  # from ~0.8 for the initial sphere
+    iou = demo.main(["--steps", "30", "--size", "48", "--views", "4", "--heldout", "4", "--level", "2",
+                     "--lr", "0.02", "--out", str(tmp_path), "--quiet"])  # default: hard + antialias
+    assert_outputs_written(tmp_path, names=("target.png", "before.png", "after.png", "heldout.png", "optimization.gif"))
+    assert iou > 0.9  # from ~0.78 for the initial sphere
+    assert demo.main.heldout_iou > 0.85  # views it never trained on
+    out = capsys.readouterr().out
+    assert "held-out silhouette IoU" in out and "mode hard + antialias" in out and "red = target only" in out
+    import imageio.v2 as imageio
+
+    assert imageio.imread(tmp_path / "target.png").shape[:2] == (48, 4 * 48)  # every training view
+    assert imageio.imread(tmp_path / "after.png").shape[:2] == (48 + 14, 4 * 48)  # + the colour legend strip
+    import torch
+
+    assert demo.grid(torch.zeros(8, 5, 6)).shape == (10, 24)  # the default 8 views: 2 rows of 4
+

@@ -284,3 +284,22 @@ def test_textured_obj_edge_cases(tmp_path):
                   azimuth=0.0, elevation=0.0, ambient=(1.0, 1.0, 1.0), light_color=(0.0, 0.0, 0.0))
     img = imageio.imread(paths[0])
     assert abs(int(img[8, 8, 0]) - 200) < 8
+
+
+def test_viewer_window_fits_image_and_panel_side_by_side(mesh):
+    # the window is the image plus a panel column beside it, at least 768 px wide
+    assert Viewer.layout((512, 512)) == (512, 512 + Viewer.PANEL_WIDTH)
+    H, W = Viewer.layout(SIZE)
+    assert W >= 768 and W >= SIZE[1] + Viewer.PANEL_WIDTH and H >= SIZE[0]
+    assert Viewer.layout(SIZE, show_window=False) == SIZE  # offscreen: just the image
+    st = _state(mesh)
+    viewer = Viewer(st, show_window=True, backend="image")  # NumPy backend: no real window needed
+    try:
+        assert viewer.display.size == (H, W)
+        viewer.draw()
+        full = viewer.display.read()
+        assert full.shape == (H, W, 3)
+        np.testing.assert_allclose(viewer.read(), np.clip(_direct(st), 0, 1), atol=1e-6)  # image, uncovered
+        assert np.allclose(full[:, SIZE[1]:], 0.12)  # the panel column
+    finally:
+        viewer.close()

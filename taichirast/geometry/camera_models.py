@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ._numpy import numpy_compatible
@@ -97,8 +98,9 @@ def _scalar_field(fn, name, x, ref, trailing_one=False):
 
 def _bcast(fn, **named):
     try:
-        return torch.broadcast_shapes(*(v.shape for v in named.values()))
-    except RuntimeError:
+        # NumPy's rule: torch.broadcast_shapes imports sympy on first use (0.5 s of start-up)
+        return np.broadcast_shapes(*(tuple(v.shape) for v in named.values()))
+    except ValueError:
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in named.items())
         raise ValueError(f"{fn}: batch shapes of {', '.join(named)} do not broadcast: {shapes}") from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ._numpy import numpy_compatible
@@ -197,7 +198,7 @@ def trilinear_interpolate(grid, points):
         raise ValueError(f"{fn}: points must have shape (..., N, 3), got {tuple(points.shape)}")
     D, H, W, C = grid.shape[-4:]
     N = points.shape[-2]
-    batch = torch.broadcast_shapes(grid.shape[:-4], points.shape[:-2])
+    batch = np.broadcast_shapes(tuple(grid.shape[:-4]), tuple(points.shape[:-2]))  # torch's imports sympy
     g = grid.expand(batch + (D, H, W, C)).reshape(-1, D * H * W, C)
     p = points.expand(batch + (N, 3)).reshape(-1, N, 3)
     p0 = torch.floor(p).detach()

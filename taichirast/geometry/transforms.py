@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math  # noqa: F401  (used by the Example: doctests, which run in this module's namespace)
 
+import numpy as np
 import torch
 
 from ._numpy import numpy_compatible
@@ -739,7 +740,7 @@ def rigid_from_rotation_translation(rotation, translation):
     """
     R = _check_mat("rigid_from_rotation_translation", "rotation", rotation, 3)
     t = _check_vec("rigid_from_rotation_translation", "translation", translation, 3)
-    batch = torch.broadcast_shapes(R.shape[:-2], t.shape[:-1])
+    batch = np.broadcast_shapes(tuple(R.shape[:-2]), tuple(t.shape[:-1]))  # torch's imports sympy
     R = R.expand(batch + (3, 3))
     t = t.expand(batch + (3,))
     top = torch.cat([R, t[..., None]], -1)
