@@ -58,8 +58,10 @@ RACE = """
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errs, errs
-    for i, j in enumerate(jobs):  # the same as a serial run
-        assert torch.equal(res[i], job(*j)), j
+    for i, j in enumerate(jobs):  # the same as a serial run (to float32 round-off: the backward's
+        # float atomics add in thread-timing order, so gradients are not bitwise reproducible)
+        ref = job(*j)
+        assert torch.allclose(res[i], ref, rtol=1e-5, atol=1e-6), (j, float((res[i] - ref).abs().max()))
     print("ALL OK")
 """
 
