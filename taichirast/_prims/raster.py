@@ -73,25 +73,27 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
         w.r.t. ``screen_verts`` (not through visibility changes: use soft modes or
         :func:`dibr_silhouette` for silhouette gradients).
     """
+    sv, faces, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near,
+                                    tile_size)
+    return Prepared(inputs=[sv, faces], sources=["screen_verts", None], pack=_fragments, params=params)
+
+
+def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near, tile_size):
+    """Checked ``(screen_verts (B, V, 3), faces, params)`` of a hard rasterization (also rasterize_layers')."""
     kind = V.kind_of(screen_verts, faces)
-    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
-    faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
-    H, W = V.image_size(FN, image_size)
+    sv = V.screen_verts(fn, "screen_verts", screen_verts, kind)
+    faces = V.faces(fn, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
+    H, W = V.image_size(fn, image_size)
     persp = bool(perspective_correct)
-    if persp:
-        near = V.number(FN, "near", near, lo=0.0, lo_open=True)
-    else:
-        near = V.number(FN, "near", near)
+    near = V.number(fn, "near", near, lo=0.0, lo_open=True) if persp else V.number(fn, "near", near)
     if not math.isfinite(near):
-        raise ValueError(f"{FN}: near must be finite, got {near!r}")
+        raise ValueError(f"{fn}: near must be finite, got {near!r}")
     if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
-        raise TypeError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
-    tile_size = int(tile_size)
-    if tile_size <= 0:
-        raise ValueError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
-    return Prepared(inputs=[sv, faces], sources=["screen_verts", None], pack=_fragments,
-                    params={"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
-                            "tile": tile_size})
+        raise TypeError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
+    if int(tile_size) <= 0:
+        raise ValueError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
+    return sv, faces, {"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
+                       "tile": int(tile_size)}
 
 
 def _schedule():

@@ -6,12 +6,10 @@ by the same differentiable kernels as ``rasterize``'s, run on the ``B * K`` laye
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from .. import _array as A
-from .. import _validate as V
 from .._binning import bin_faces
 from .._primitive import Prepared, Primitive
 from ..fragments import Fragments
@@ -67,32 +65,20 @@ def rasterize_layers(screen_verts, faces, image_size, num_layers=2, perspective_
         frags = tr.rasterize_layers(sv, faces, (64, 64), num_layers=2, cull_backfaces=True)
         frags.face_id.shape   # (B, 2, 64, 64); frags.face_id[:, 0] is tr.rasterize(sv, faces, (64, 64), ...).face_id
     """
-    kind = V.kind_of(screen_verts, faces)
-    sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
-    faces = V.faces(FN, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
-    H, W = V.image_size(FN, image_size)
+    from .raster import raster_args
+
     if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)):
         raise TypeError(f"{FN}: num_layers must be a positive int, got {num_layers!r}")
     K = int(num_layers)
     if K < 1:
         raise ValueError(f"{FN}: num_layers must be a positive int (1 = plain rasterize), got {num_layers!r}")
-    if sv.shape[0] * K * H * W >= 2**31:
-        raise ValueError(f"{FN}: batch {sv.shape[0]} x num_layers {K} x image {H}x{W} is more than 2^31 pixels; "
-                         f"render fewer layers, a smaller batch or a smaller image")
-    persp = bool(perspective_correct)
-    if persp:
-        near = V.number(FN, "near", near, lo=0.0, lo_open=True)
-    else:
-        near = V.number(FN, "near", near)
-    if not math.isfinite(near):
-        raise ValueError(f"{FN}: near must be finite, got {near!r}")
-    if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
-        raise TypeError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
-    if int(tile_size) <= 0:
-        raise ValueError(f"{FN}: tile_size must be a positive int, got {tile_size!r}")
+    sv, faces, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near,
+                                    tile_size)
+    if sv.shape[0] * K * params["H"] * params["W"] >= 2**31:
+        raise ValueError(f"{FN}: batch {sv.shape[0]} x num_layers {K} x image {params['H']}x{params['W']} is more "
+                         f"than 2^31 pixels; render fewer layers, a smaller batch or a smaller image")
     return Prepared(inputs=[sv, faces], sources=["screen_verts", None],
-                    params={"H": H, "W": W, "K": K, "persp": persp, "cull": bool(cull_backfaces), "near": near,
-                            "tile": int(tile_size)},
+                    params=dict(params, K=K),
                     pack=lambda outs: Fragments(*outs))
 
 
