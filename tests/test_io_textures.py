@@ -146,3 +146,62 @@ def test_bad_paths_name_the_file(tmp_path):
     bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 9/1\n")
     with pytest.raises(ValueError, match="bad.obj"):
         trio.load_textured_mesh(str(bad))
+
+
+_FAST_V = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvn 0 0 1\n"
+_FAST_CASES = {  # OBJ text -> whether the NumPy fast path takes it (else the general path does)
+    "tri": (_FAST_V + "f 1 2 3\nf 1 3 4\n", True),
+    "tri v/vt": (_FAST_V + "f 1/1 2/2 3/3\nf 1/1 3/3 4/4\n", True),
+    "tri v/vt/vn": (_FAST_V + "f 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/4/1\n", True),
+    "tri v//vn": (_FAST_V + "f 1//1 2//1 3//1\nf 1//1 3//1 4//1\n", True),
+    "quad v/vt": (_FAST_V + "f 1/4 2/3 3/2 4/1\n", True),
+    "materials, groups, comments": ("# c\nmtllib m.mtl\no x\n" + _FAST_V + "\nusemtl A\nf 1/1 2/2 3/3\n"
+                                    "usemtl B\ng y\ns 1\nf 1/1 3/3 4/4\n", True),
+    "negative indices": (_FAST_V + "f -1 -2 -3\n", False),
+    "triangle and quad": (_FAST_V + "f 1 2 3\nf 1 2 3 4\n", False),
+    "pentagon": (_FAST_V + "v 2 2 0\nf 1 2 3 4 5\n", False),
+    "vertex colours": ("v 0 0 0 1 0 0\nv 1 0 0 1 0 0\nv 1 1 0 1 0 0\nf 1 2 3\n", False),
+    "comment after data": (_FAST_V + "f 1 2 3 # tri\n", False),
+    "indented": (_FAST_V + "  f 1 2 3\n", False),
+    "line continuation": (_FAST_V + "f 1 2 \\\n 3\n", False),
+}
+
+
+@pytest.mark.parametrize("name", list(_FAST_CASES))
+def test_fast_obj_path_equals_general_path(name):
+    """The NumPy OBJ reader gives exactly what the trimesh-based general path gives, or declines."""
+    text, fast = _FAST_CASES[name]
+    got = trio._obj_parse_fast(text)
+    assert (got is not None) == fast
+    if got is None:
+        return
+    want = trio._obj_parse("x.obj", text)
+    for a, b in zip(got[:4], want[:4]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, np.asarray(b)[:, :a.shape[1]])
+    assert list(got[4]) == list(want[4])
+
+
+@pytest.mark.parametrize("line, words", [("f 0 1 2", ["line 5", "0 is not valid"]),
+                                         ("f 1 2 9", ["line 5", "out of range"])])
+def test_fast_obj_path_leaves_errors_to_the_line_checks(tmp_path, line, words):
+    p = tmp_path / "bad.obj"
+    p.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n" + line + "\n")
+    with pytest.raises(trio.MeshLoadError) as e:
+        trio.load_textured_mesh(p)
+    for w in words:
+        assert w in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["bunny.obj", "armadillo.obj", os.path.join("spot", "spot_triangulated.obj")])
+def test_fast_obj_path_on_shared_meshes(name):
+    path = os.path.join(SHARED, name)
+    if not os.path.isfile(path):
+        pytest.skip("shared meshes not available")
+    text = open(path).read()
+    got, want = trio._obj_parse_fast(text), trio._obj_parse(path, text)
+    assert got is not None
+    for a, b in zip(got[:4], want[:4]):
+        np.testing.assert_array_equal(a, None if b is None else np.asarray(b)[:, :a.shape[1]])
+    assert list(got[4]) == list(want[4])
