@@ -1,6 +1,4 @@
 """``python -m taichirast`` runs the ``taichirast`` command (see :mod:`taichirast.cli`)."""
-import sys
+from .cli import console
 
-from .cli import main
-
-sys.exit(main())
+console()

@@ -484,5 +484,39 @@ def main(argv=None) -> int:
         return 130
 
 
+def _quick_exit(rc: int) -> None:
+    """End the process with status ``rc`` without the interpreter's teardown of every loaded module.
+
+    Tearing down torch's and Taichi's ~2,000 modules took 0.8 s of a 3.2 s ``taichirast render``
+    on 2 cores. What a normal exit does that matters is done first: Taichi's runtime is reset
+    (that writes new compiled kernels to its offline cache), the atexit handlers run, and the
+    standard streams are flushed. With another thread still running, the normal exit is kept.
+    """
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(rc)
+    if "taichi" in sys.modules:
+        from .runtime import reset_if_initialized
+
+        reset_if_initialized()
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken pipe: nothing left to write to
+        pass
+    os._exit(rc)
+
+
+def console() -> None:
+    """The ``taichirast`` console script and ``python -m taichirast``: :func:`main`, then a quick
+    exit (:func:`_quick_exit`). An exception other than those :func:`main` reports propagates
+    with the interpreter's normal exit and traceback."""
+    _quick_exit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

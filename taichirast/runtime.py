@@ -99,6 +99,19 @@ def serialized(fn):
     return locked
 
 
+def reset_if_initialized() -> None:
+    """``ti.reset()`` if taichirast started Taichi (it writes newly compiled kernels to the offline
+    cache); the next launch starts the runtime again. For a process about to end without the
+    interpreter's normal teardown (``taichirast``'s console script)."""
+    with _lock:
+        if _state["arch"] is None:
+            return
+        import taichi as ti
+
+        ti.reset()
+        _state["arch"] = None
+
+
 def arch() -> str | None:
     """The arch in use, or ``None`` before the first kernel launch."""
     return _state["arch"]

@@ -244,3 +244,26 @@ def test_warmup_progress_bar_and_time(capsys):
     assert "compiled 2 render paths" in cap.out and " s;" in cap.out
     assert [c[0] for c in cli.WARMUP_CASES][:2] == ["hard", "hard + antialias"]
     assert {c[1]["mode"] for c in cli.WARMUP_CASES} == {"hard", "soft", "dibr", "splat"}
+
+
+def test_quick_exit_keeps_output_and_offline_cache(tmp_path):
+    """The console script ends with os._exit after resetting Taichi: its printed line, its image and
+    the kernels it compiled (in the offline cache) are all there, and a second run compiles nothing."""
+    cache = tmp_path / "ticache"
+    env = dict(ENV, TI_OFFLINE_CACHE_FILE_PATH=str(cache))
+    cmd = [sys.executable, "-m", "taichirast", "render", "builtin:torus", "--size", "24", "--out", "t.png"]
+
+    def cached():
+        return sorted(os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs if not f.endswith(".lock"))
+
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1].startswith("wrote t.png") and (tmp_path / "t.png").stat().st_size > 0
+    first = cached()
+    assert sum(f.endswith(".tic") for f in first) >= 2, first  # Taichi's compiled-kernel files
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert [f for f in cached() if f not in first] == []  # nothing compiled again
+    res = subprocess.run(cmd[:4] + ["builtin:nope"] + cmd[5:], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=60)
+    _assert_one_line_error(res, "nope")
