@@ -10,6 +10,8 @@ import contextlib
 import math
 import numbers
 import threading
+import warnings
+import weakref
 
 import numpy as np
 
@@ -197,6 +199,52 @@ def image_size(fn, size):
     if h * w > 2**30:
         raise ValueError(f"{fn}: image_size {(h, w)} is too large (more than 2^30 pixels)")
     return h, w
+
+
+# Screen vertices made by :func:`taichirast.project` remember the camera's image size (by object
+# identity, dropped when the array is freed), so a rasterizer given another size can say so.
+_PROJECTED = {}
+
+
+def tag_projected(screen, image_size):
+    """Record that ``screen`` (an array or tensor) was projected for a camera of ``image_size``."""
+    key = id(screen)
+    try:
+        ref = weakref.ref(screen, lambda _r, k=key: _PROJECTED.pop(k, None))
+    except TypeError:
+        return screen
+    _PROJECTED[key] = (ref, tuple(int(s) for s in image_size))
+    return screen
+
+
+def camera_size_matches(fn, screen_verts, size):
+    """Warn when ``screen_verts`` came from :func:`taichirast.project` with a camera built for a
+    different image size than the ``size`` (H, W) being rasterized: its principal point and focal
+    length are in that camera's pixels, so the image would be shifted and cropped."""
+    entry = _PROJECTED.get(id(screen_verts))
+    if entry is None or entry[0]() is not screen_verts or entry[1] == tuple(size):
+        return
+    (ch, cw), (h, w) = entry[1], size
+    warnings.warn(f"{fn}: screen_verts were projected with a camera built for image_size ({ch}, {cw}), but "
+                  f"image_size=({h}, {w}) was passed: the picture will be shifted and cropped. Pass "
+                  f"image_size=camera.image_size, or build the camera with image_size=({h}, {w})",
+                  CameraSizeWarning, stacklevel=_caller_level())
+
+
+def _caller_level():
+    """``stacklevel`` for a warning raised by this module's caller that points at the first frame
+    outside the taichirast package (the user's call, however deep the checks are)."""
+    import os
+    import sys
+
+    pkg, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class CameraSizeWarning(UserWarning):
+    """Screen vertices projected for one image size are rasterized at another."""
 
 
 def positive(fn, name, v):

@@ -12,6 +12,7 @@ through :mod:`taichirast.np`. Compositions (:func:`taichirast.render`, mip-mappe
 """
 from __future__ import annotations
 
+from . import _validate
 from ._prims import PUBLIC, exports
 
 globals().update(exports("torch"))
@@ -29,7 +30,10 @@ def project(verts, camera):
     Returns:
         ``(B, V, 3)``: ``x, y`` in pixels (x right, y down, pixel centres at half-integers) and
         ``z`` = camera depth (> 0 in front of a perspective camera). Differentiable w.r.t.
-        ``verts`` and every camera tensor (R, t, fx, fy, cx, cy).
+        ``verts`` and every camera tensor (R, t, fx, fy, cx, cy). The result remembers the
+        camera's ``image_size``: rasterizing this tensor at another size warns
+        (``taichirast.CameraSizeWarning``).
     """
     R, t = camera.extrinsics()
-    return project_points(verts, R, t, camera.intrinsics(), orthographic=camera.orthographic)  # noqa: F821
+    out = project_points(verts, R, t, camera.intrinsics(), orthographic=camera.orthographic)  # noqa: F821
+    return _validate.tag_projected(out, camera.image_size)

@@ -191,6 +191,37 @@ def test_image_size_accepts_integers():
         assert tr.PerspectiveCamera.look_at([0.0, 0.0, 3.0], image_size=size).image_size == want
 
 
+def test_camera_and_raster_size_mismatch_warns():
+    """Screen vertices from tr.project remember the camera's size; rasterizing them at another size
+    warns (pointing at the caller's line), the matching size does not, and derived tensors are not
+    tracked (no false alarms on a tensor someone else made)."""
+    import warnings
+
+    cam = tr.PerspectiveCamera.look_at([0.0, 0.0, -3.0], image_size=(64, 64))
+    v = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]])
+    f = torch.tensor([[0, 1, 2]])
+    sv = tr.project(v, cam)
+    calls = {
+        "rasterize": lambda size: tr.rasterize(sv, f, size),
+        "rasterize_layers": lambda size: tr.rasterize_layers(sv, f, size, 2),
+        "soft_rasterize": lambda size: tr.soft_rasterize(sv, f, torch.ones(3, 3), size),
+        "dibr_silhouette": lambda size: tr.dibr_silhouette(sv, f, tr.rasterize(sv.detach(), f, size), size),
+    }
+    for name, call in calls.items():
+        with pytest.warns(tr.CameraSizeWarning, match=rf"{name}: screen_verts were projected with a camera built "
+                          r"for image_size \(64, 64\), but image_size=\(128, 96\)") as rec:
+            call((128, 96))
+        assert rec[0].filename == __file__, (name, rec[0].filename)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            call((64, 64))
+            call(64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr.rasterize(sv.detach().clone(), f, (128, 96))
+        tr.render(v, f, cam)  # render rasterizes at the camera's own size
+
+
 # ---------------------------------------------------------------- 5. mesh files
 TRI = "v 0 0 0\nv 1 0 0\nv 0 1 0\n"
 PLY_HEAD = ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"

@@ -54,6 +54,7 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
+    V.camera_size_matches(FN, screen_verts, (H, W))
     fid = V.array(FN, "face_id", face_id, kind, sv)
     dt = A.dtype_name(fid)
     if not dt.startswith("int"):

@@ -84,6 +84,7 @@ def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_b
     sv = V.screen_verts(fn, "screen_verts", screen_verts, kind)
     faces = V.faces(fn, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
     H, W = V.image_size(fn, image_size)
+    V.camera_size_matches(fn, screen_verts, (H, W))
     persp = bool(perspective_correct)
     near = V.number(fn, "near", near, lo=0.0, lo_open=True) if persp else V.number(fn, "near", near)
     if not math.isfinite(near):

@@ -89,6 +89,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
     H, W = V.image_size(FN, image_size)
+    V.camera_size_matches(FN, screen_verts, (H, W))
     per_face = bool(per_face)
     colors = V.float_array(FN, "colors", colors, kind, sv, ndims=(2, 3))
     colors = colors[None] if colors.ndim == 2 else colors
