@@ -10,6 +10,10 @@ the camera). Then
 3. ``fill``: each face claims a slot in each of its tiles with an atomic cursor and writes its
    id at ``offsets[tile] + slot``.
 
+``fill_ordered`` is the deterministic variant: one thread walks the faces in a given order
+(per batch, ``order (B, F)``), so every tile's list is in that order, run to run (the soft
+rasterizer's depth-ordered walk, kernels/soft.py). Serial, it costs a few ns per entry.
+
 List storage is sized from the counts, so no face is ever dropped (no fixed per-tile capacity).
 The order of faces inside one tile depends on thread timing; consumers that need determinism
 break ties by face id (hard rasterizer) and otherwise only sum over the list.
@@ -67,4 +71,21 @@ def build(real):
                     slot = ti.atomic_add(cursor[tile], 1)
                     tile_faces[offsets[tile] + slot] = f
 
-    return count, fill
+    @ti.kernel
+    def fill_ordered(bbox: arr, order: iarr, offsets: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32, W: ti.i32,
+                     T: ti.i32):
+        ntx = (W + T - 1) // T
+        nty = (H + T - 1) // T
+        n = order.shape[1]
+        ti.loop_config(serialize=True)
+        for i in range(bbox.shape[0] * n):
+            b = i // n
+            f = order[b, i % n]
+            tx0, tx1, ty0, ty1 = _tile_range(bbox, b, f, H, W, T)
+            for ty in range(ty0, ty1 + 1):
+                for tx in range(tx0, tx1 + 1):
+                    tile = (b * nty + ty) * ntx + tx
+                    tile_faces[offsets[tile] + cursor[tile]] = f
+                    cursor[tile] += 1
+
+    return count, fill, fill_ordered

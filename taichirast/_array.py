@@ -101,6 +101,31 @@ def cumsum_exclusive(counts):
     return out.astype(np.int32)
 
 
+def argsort_last(x):
+    """Stable argsort along the last axis, as int32 (ties keep index order: deterministic)."""
+    if is_torch(x):
+        import torch
+
+        return torch.argsort(x, dim=-1, stable=True).to(torch.int32).contiguous()
+    return np.ascontiguousarray(np.argsort(x, axis=-1, kind="stable").astype(np.int32))
+
+
+def index_rows(like, rows: int, n: int):
+    """``(rows, n)`` int32 with every row ``0 .. n - 1`` (on ``like``'s device)."""
+    if is_torch(like):
+        import torch
+
+        return torch.arange(n, dtype=torch.int32, device=like.device).repeat(rows, 1).contiguous()
+    return np.ascontiguousarray(np.broadcast_to(np.arange(n, dtype=np.int32), (rows, n)))
+
+
+def abs_max(x) -> float:
+    """``max |x|`` as a Python float (0 for an empty array)."""
+    if x.shape.numel() == 0 if is_torch(x) else x.size == 0:
+        return 0.0
+    return float(x.abs().max()) if is_torch(x) else float(np.abs(x).max())
+
+
 def item(x) -> float:
     return float(x.item()) if is_torch(x) else float(x)
 

@@ -22,8 +22,12 @@ Inputs
     cull_eps      a face whose coverage at a pixel is ``D < cull_eps`` is skipped there, in both passes;
                   faces are binned with their box grown by ``sqrt(sigma ln(1 / cull_eps - 1))`` NDC, so
                   binning only drops faces that test would skip. In (0, 0.5].
-    tile_size     binning tile edge in pixels (performance only; results do not depend on it). 16 measured
-                  best (or on par) for a 70k-face mesh at 512 x 512 on CPU.
+    tile_size     binning tile edge in pixels (performance only: with exact=True results are bitwise the
+                  same for every tile size, otherwise within the cut-off's tolerance). 16 measured best
+                  (or on par) for a 70k-face mesh at 512 x 512 on CPU.
+    exact         False (default): each pixel stops once the faces left, in depth order, would change its
+                  alpha and colour by at most ``CUT_TOL`` = 1e-5 (bound proved in kernels/soft.py);
+                  True: every face within the cull radius is summed. Both are deterministic run to run.
 
 The channel count C is a compile-time constant of the kernels (colours live in registers): each new C
 compiles the kernels once.
@@ -45,6 +49,8 @@ from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
 FN = "soft_rasterize"
+# Tolerance of the depth-ordered cut-off (exact=False): max |Δalpha| and max |Δrgb| per pixel.
+CUT_TOL = 1e-5
 
 
 def tile_size_arg(fn, tile_size):
@@ -57,7 +63,7 @@ def tile_size_arg(fn, tile_size):
 
 
 def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sigma=1e-4, gamma=1e-4, eps=1e-10,
-            near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=16):
+            near=0.01, far=100.0, per_face=False, cull_eps=1e-4, tile_size=16, exact=False):
     """Soft rasterization and aggregation (SoftRas, Liu et al. 2019), O(1) memory per pixel.
 
     Each face j covers pixel p with probability ``D_j = sigmoid(±d_j^2 / sigma)`` (+ inside,
@@ -68,6 +74,13 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     ``w_b ∝ exp(eps / gamma)``, ``z_j = (far - depth) / (far - near)``. Faces with
     ``D_j < cull_eps`` at a pixel are skipped (and binned away); there is no faces-per-pixel cap.
     Faces with a vertex at ``z <= near`` are dropped.
+
+    Faces are visited nearest first (deterministic: the same result run to run). Unless
+    ``exact=True``, a pixel stops once the faces left would change it by less than
+    ``CUT_TOL = 1e-5`` (its ``1 - alpha`` is below 1e-5 and the softmax weight they can still add
+    is below 1e-5 of its total, scaled by the colour range), so max |Δalpha| and |Δrgb| against
+    the exact sum are at most 1e-5 each (see the module docstring); gradients are those of what
+    was computed.
 
     Args:
         screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project`.
@@ -80,6 +93,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
         sigma, gamma: sharpness of coverage and of the depth softmax (> 0).
         eps: background depth offset in the softmax.
         near, far: depth normalisation (the camera's near / far).
+        exact: sum every face within the cull radius (no depth cut-off; several times slower).
 
     Returns:
         ``(B, H, W, C + 1)`` RGBA (colour channels then alpha). Differentiable w.r.t.
@@ -121,7 +135,7 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     tile = tile_size_arg(FN, tile_size)
     B = V.batch(FN, {"screen_verts": sv.shape[0], "colors": colors.shape[0]})
     params = dict(B=B, H=H, W=W, C=C, sigma=sigma, gamma=gamma, eps=eps, near=near, far=far,
-                  per_face=per_face, cull_eps=cull_eps, tile=tile)
+                  per_face=per_face, cull_eps=cull_eps, tile=tile, exact=bool(exact))
     return Prepared(inputs=[sv, faces, colors, background], sources=["screen_verts", None, "colors", bg_source],
                     params=params)
 
@@ -160,25 +174,46 @@ def forward(inputs, params):
         out[..., C] = 0.0
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
-        return (out,), (sv, faces, colors, bg, A.zeros(sv, (1, 1, soft.K)), out, aux)
+        none = A.zeros(sv, (1, 1), "int32")
+        return (out,), (sv, faces, colors, bg, A.zeros(sv, (1, 1, soft.K)), out, aux, none, none)
     K = soft.build(real_type(A.dtype_name(sv)))
     sc = _scalars(params)
+    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, params, sc["d2cull"])
+    cut = A.empty(sv, (B, H, W), "int32")
+    # cut-off constants (kernels/soft.py `saturated`): colour |c - rgb| <= 2 max|colour|
+    kc = 2.0 * max(A.abs_max(colors), A.abs_max(bg)) / CUT_TOL
+    K.forward(fs, faces, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
+              sc["d2cull"], sc["cz"], sc["zb"], kc, math.log(1.0 / CUT_TOL), int(params["per_face"]), C,
+              not params["exact"])
+    return (out,), (sv, faces, colors, bg, fs, out, aux, rank, cut)
+
+
+def depth_ordered_setup(K, sv, faces, params, d2cull):
+    """Per-face constants ``fs``, tile lists in depth order (nearest vertex first, then face id)
+    and each face's place in that order ``rank (B, F)`` int32 (shared with dibr_silhouette)."""
+    from taichirast.kernels import soft
+
+    B, H, W, F = params["B"], params["H"], params["W"], faces.shape[0]
     fs = A.empty(sv, (B, F, soft.K))
     bbox = A.empty(sv, (B, F, 4))
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
-    margin = math.sqrt(sc["d2cull"]) * (1.0 + 1e-4) + 1e-3
+    margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
     K.setup(sv, faces, fs, bbox, params["near"], margin, 1)
-    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"])
-    K.forward(fs, faces, colors, bg, offsets, tile_faces, out, aux, params["tile"], sc["k2"], sc["d2cull"],
-              sc["cz"], sc["zb"], int(params["per_face"]), C)
-    return (out,), (sv, faces, colors, bg, fs, out, aux)
+    # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last)
+    inv_z = fs[:, :, soft.FS_IZ:soft.FS_IZ + 3]
+    key = -(inv_z.amax(dim=2) if A.is_torch(inv_z) else inv_z.max(axis=2))
+    order = A.argsort_last(key)
+    rank = A.empty(sv, (B, F), "int32")
+    K.ranks(order, rank)
+    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order)
+    return fs, offsets, tile_faces, rank
 
 
 def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, fs, out, aux = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
         return [None] * 4
@@ -198,7 +233,7 @@ def backward(saved, params, grads, needs):
         K.pixel_prep(out, aux, g, pb)
         gface = A.empty(sv, (B, F, 9))
         gcolf = A.empty(sv, (B, F, 3, C))
-        K.backward(fs, faces, colors, pb, gface, gcolf, sc["k2"], sc["d2cull"], sc["cz"],
+        K.backward(fs, faces, colors, pb, rank, cut, gface, gcolf, sc["k2"], sc["d2cull"], sc["cz"],
                    int(params["per_face"]), C)
         if need_sv:
             K.scatter_verts(faces, gface, gsv)
