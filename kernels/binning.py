@@ -15,8 +15,8 @@ the camera). Then
 rasterizer's depth-ordered walk, kernels/soft.py). Serial, it costs a few ns per entry.
 
 List storage is sized from the counts, so no face is ever dropped (no fixed per-tile capacity).
-The order of faces inside one tile depends on thread timing; consumers that need determinism
-break ties by face id (hard rasterizer) and otherwise only sum over the list.
+With ``fill`` the order of faces inside one tile depends on thread timing; the hard rasterizer
+breaks depth ties by face id, and the soft and DIB-R passes use ``fill_ordered``.
 
 A pixel ``(py, px)`` of batch ``b`` lies in tile ``b * n_tiles + (py // T) * ntx + px // T`` and
 its candidate faces are ``faces[offsets[tile] : offsets[tile + 1]]``. Pixel centres are at

@@ -336,6 +336,36 @@ def build(real):
         return res
 
     @ti.kernel
+    def tile_max_cut(cut: iarr, tmax: iarr, T: ti.i32):
+        """tmax (B, ntiles) = the largest cut[p] over each T x T tile's pixels."""
+        H, W = cut.shape[1], cut.shape[2]
+        ntx = (W + T - 1) // T
+        for b, tile in ti.ndrange(tmax.shape[0], tmax.shape[1]):
+            r_lo = (tile // ntx) * T
+            c_lo = (tile % ntx) * T
+            m = 0
+            for r in range(r_lo, ti.min(r_lo + T, H)):
+                for c in range(c_lo, ti.min(c_lo + T, W)):
+                    m = ti.max(m, cut[b, r, c])
+            tmax[b, tile] = m
+
+    @ti.func
+    def used_somewhere(fs: arr, tmax: iarr, b, f, rank_f, H, W, T):
+        """Whether any tile under face f's box has a pixel the forward did not cut before f: a
+        face behind every pixel's cut (most of the hidden side of a dense mesh) is skipped whole."""
+        r0, r1 = rows_of(fs, b, f, H, 0, H - 1)
+        c0 = ti.max(to_col(fs[b, f, FS_BOX], W, True), 0)
+        c1 = ti.min(to_col(fs[b, f, FS_BOX + 1], W, False), W - 1)
+        ntx = (W + T - 1) // T
+        used = False
+        if r0 <= r1 and c0 <= c1:
+            for ty in range(r0 // T, r1 // T + 1):
+                for tx in range(c0 // T, c1 // T + 1):
+                    if tmax[b, ty * ntx + tx] > rank_f:
+                        used = True
+        return used
+
+    @ti.kernel
     def ranks(order: iarr, rank: iarr):
         """rank[b, order[b, i]] = i: each face's place in the depth order."""
         for b, i in ti.ndrange(order.shape[0], order.shape[1]):
@@ -476,8 +506,8 @@ def build(real):
             pb[b, r, c, 4] = real(act)
 
     @ti.kernel
-    def backward(fs: arr, faces: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, gface: arr, gcolf: arr,
-                 k2: real, d2cull: real, cz: real, per_face: ti.i32,
+    def backward(fs: arr, faces: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr, gface: arr,
+                 gcolf: arr, T: ti.i32, k2: real, d2cull: real, cz: real, per_face: ti.i32,
                  C: ti.template()):
         """One thread per face over its disk pixels. gface (B, F, 9) = d/d(x_i, y_i, z_i) per corner;
         gcolf (B, F, 3, C) colour gradients per corner (per face: their sum is the face's). Both written."""
@@ -488,7 +518,8 @@ def build(real):
             gy = vec3(0.0)
             gz = vec3(0.0)
             gcol = ti.Matrix.zero(real, 3, C)
-            if fs[b, f, FS_BOX] <= fs[b, f, FS_BOX + 1]:
+            rank_f = rank[b, f]
+            if fs[b, f, FS_BOX] <= fs[b, f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
                 ox, oy, xs, ys, ab, tc = face_frame(fs, b, f)
                 iz = vec3(fs[b, f, FS_IZ], fs[b, f, FS_IZ + 1], fs[b, f, FS_IZ + 2])
@@ -505,10 +536,12 @@ def build(real):
                     c0, c1 = row_span(fs, b, f, py, W, 0, W - 1)
                     y = py - oy
                     for c in range(c0, c1 + 1):
+                        if rank_f >= cut[b, r, c]:  # the forward skipped this pair (cut-off)
+                            continue
                         ga = pb[b, r, c, 2]
                         zm = pb[b, r, c, 0]
                         colour = (zm - zmin) * cz >= -uf  # else w = 0 exactly: no colour/depth gradient
-                        if pb[b, r, c, 4] != 0 and (colour or ga != 0) and rank[b, f] < cut[b, r, c]:
+                        if pb[b, r, c, 4] != 0 and (colour or ga != 0):
                             x = real(c) + real(0.5) - ox
                             inside, a, d2, ke, t = geometry(xs, ys, ab, tc, x, y)
                             if inside or d2 <= d2cull:
@@ -612,7 +645,7 @@ def build(real):
     ns = Kernels()
     for name, obj in dict(setup=setup, forward=forward, pixel_prep=pixel_prep, backward=backward,
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
-                          ranks=ranks,
+                          ranks=ranks, tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
                           expm1=expm1).items():
         setattr(ns, name, obj)

@@ -233,7 +233,10 @@ def backward(saved, params, grads, needs):
         K.pixel_prep(out, aux, g, pb)
         gface = A.empty(sv, (B, F, 9))
         gcolf = A.empty(sv, (B, F, 3, C))
-        K.backward(fs, faces, colors, pb, rank, cut, gface, gcolf, sc["k2"], sc["d2cull"], sc["cz"],
+        T = params["tile"]
+        tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
+        K.tile_max_cut(cut, tmax, T)
+        K.backward(fs, faces, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
                    int(params["per_face"]), C)
         if need_sv:
             K.scatter_verts(faces, gface, gsv)
