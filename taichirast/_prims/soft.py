@@ -78,9 +78,9 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     Faces are visited nearest first (deterministic: the same result run to run). Unless
     ``exact=True``, a pixel stops once the faces left would change it by less than
     ``CUT_TOL = 1e-5`` (its ``1 - alpha`` is below 1e-5 and the softmax weight they can still add
-    is below 1e-5 of its total, scaled by the colour range), so max |Δalpha| and |Δrgb| against
-    the exact sum are at most 1e-5 each (see the module docstring); gradients are those of what
-    was computed.
+    is below 1e-5 of its total, scaled by the colour range), so ``max |Δalpha|`` and
+    ``max |Δrgb|`` against the exact sum are at most 1e-5 each (kernels/soft.py); gradients are
+    those of what was computed.
 
     Args:
         screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project`.
@@ -190,7 +190,7 @@ def forward(inputs, params):
 
 def depth_ordered_setup(K, sv, faces, params, d2cull):
     """Per-face constants ``fs``, tile lists in depth order (nearest vertex first, then face id)
-    and each face's place in that order ``rank (B, F)`` int32 (shared with dibr_silhouette)."""
+    and each face's place in that order ``rank (B, F)`` int32."""
     from taichirast.kernels import soft
 
     B, H, W, F = params["B"], params["H"], params["W"], faces.shape[0]
