@@ -9,5 +9,21 @@ import taichi as ti
 
 
 def real_type(dtype_name: str):
-    """Taichi float type for a dtype name ('float32' / 'float64')."""
+    """Taichi float type for a dtype name ('float32' / 'float64'); every primitive's kernels are
+    chosen through it, so float64 on a backend that cannot compile it is refused here, clearly."""
+    if dtype_name == "float64" and ti.lang.impl.current_cfg().arch in (ti.vulkan, ti.metal):
+        arch = "vulkan" if ti.lang.impl.current_cfg().arch == ti.vulkan else "metal"
+        raise TypeError(f"taichirast: float64 arrays are not supported on the {arch} backend (Taichi 1.7's "
+                        f"SPIR-V code generator has no 64-bit exp, log or pow). Use float32 (tensor.float() or "
+                        f"array.astype(np.float32)), or run float64 on the CPU or CUDA backend "
+                        f"(TAICHIRAST_ARCH=cpu or cuda)")
     return {"float32": ti.f32, "float64": ti.f64}[dtype_name]
+
+
+def tile_block_dim() -> int:
+    """Threads per block for the one-thread-per-tile loops (kernels/soft.py, kernels/dibr.py), for
+    the arch Taichi runs on now: 1 on the CPU (tiles carry very uneven work: one per task keeps the
+    scheduler balanced), 64 on GPUs (with one thread per block Taichi dispatches 131,072
+    workgroups, above the 65,535 per dispatch that every Vulkan device guarantees: lavapipe refuses
+    with ``Dispatch error: RhiResult(not_supported)``)."""
+    return 1 if ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64) else 64

@@ -28,7 +28,7 @@ import functools
 
 import taichi as ti
 
-from . import soft
+from . import soft, tile_block_dim
 
 RESCALE = 1e30  # prod_nz is kept as mant * RESCALE^-ex with mant >= 1 / RESCALE
 
@@ -39,6 +39,7 @@ def build(real):
     arr = ti.types.ndarray(dtype=real)
     iarr = ti.types.ndarray(dtype=ti.i32)
     S = soft.build(real)
+    tile_block = tile_block_dim()  # see kernels/soft.py
 
     @ti.kernel
     def forward(fs: arr, face_id: iarr, offsets: iarr, tile_faces: iarr, alpha: arr, aux: arr, T: ti.i32,
@@ -47,7 +48,7 @@ def build(real):
         H, W = alpha.shape[1], alpha.shape[2]
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
-        ti.loop_config(block_dim=1)
+        ti.loop_config(block_dim=tile_block)
         for b, tile in ti.ndrange(alpha.shape[0], ntx * nty):
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T

@@ -92,6 +92,8 @@ import functools
 
 import taichi as ti
 
+from . import tile_block_dim
+
 # Layout of the per-face setup buffer fs (B, F, K).
 FS_XY = 0      # x0, y0, x1, y1, x2, y2 (pixels)
 FS_IZ = 6      # 1 / z0, 1 / z1, 1 / z2
@@ -126,6 +128,7 @@ def build(real):
     vec3 = ti.types.vector(3, real)
     mat3 = ti.types.matrix(3, 3, real)
     UF = underflow(real)
+    tile_block = tile_block_dim()  # one tile per task on the CPU; Vulkan's dispatch limit on GPUs
 
     @ti.func
     def edge(ax, ay, bx, by, px, py):
@@ -385,7 +388,7 @@ def build(real):
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         uf = real(UF)
-        ti.loop_config(block_dim=1)
+        ti.loop_config(block_dim=tile_block)
         for b, tile in ti.ndrange(out.shape[0], ntx * nty):
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T

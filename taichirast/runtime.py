@@ -80,8 +80,35 @@ def ensure_init() -> str:
             import warnings
 
             warnings.warn(f"taichirast: TAICHIRAST_ARCH={name} is not available here, running on {actual}")
+        if actual in ("vulkan", "metal"):
+            actual = _driver_self_test(ti, actual)
         _state["arch"] = actual
         return actual
+
+
+def _driver_self_test(ti, name: str) -> str:
+    """Run the known-answer kernels of :mod:`taichirast._selftest` on ``name``; on a wrong answer,
+    restart Taichi on the CPU with a warning saying why (never a silently wrong image)."""
+    from . import _selftest
+    from ._validate import _caller_level
+
+    why = _selftest.run(ti)
+    if why is None:
+        return name
+    import warnings
+
+    warnings.warn(f"taichirast: the {name} driver failed taichirast's self-test: {why}. It would produce "
+                  f"wrong images, so taichirast runs on the CPU instead. Update the driver (for Mesa's "
+                  f"lavapipe: Mesa >= 24), or set TAICHIRAST_ARCH=cpu to choose the CPU without this check",
+                  DriverSelfTestWarning, stacklevel=_caller_level())
+    ti.reset()
+    ti.init(arch=ti.cpu, log_level=ti.WARN, offline_cache=True, default_fp=ti.f32, default_ip=ti.i32)
+    ti.lang.impl.get_runtime().materialize()
+    return "cpu"
+
+
+class DriverSelfTestWarning(RuntimeWarning):
+    """A GPU driver gave wrong answers to taichirast's known-answer kernels; running on the CPU."""
 
 
 def serialized(fn):
