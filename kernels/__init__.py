@@ -4,6 +4,16 @@ Rules (DESIGN §1, §5, §6): no torch, no module-level Taichi fields (``ti.init
 kernels take ndarrays (NumPy arrays or torch tensors). Each module has a ``build(real)`` factory,
 cached per float type, returning kernels whose locals are all of type ``real`` so that float64
 gradient checks are float64 end to end. Backward kernels are hand-written (DESIGN §5).
+
+Taichi 1.7's SPIR-V backends (Vulkan, Metal) add three rules, each found by tests/test_vulkan.py:
+
+* ``VULKAN_IO``: an external array that a kernel only writes is not uploaded; the entries it does
+  not write come back as stale device memory. A kernel that writes part of an array whose other
+  entries must keep their values reads it (``x[i] = max(x[i], v)``, ``|=``, ``+ (x[i] - old)``).
+* No top-level ``continue`` in a parallel loop: it ends the thread's whole grid-stride loop, so
+  iterations are silently dropped once the range exceeds the threads launched (wrap in ``if``).
+* No parallel-loop range computed from an array's shape with ``//``: "Not supported" by the
+  code generator (pass the count as an argument).
 """
 import taichi as ti
 

@@ -296,16 +296,16 @@ def build(real):
                 xc = ax + (real(r) + real(0.5) - ay) / dy * dx
                 c0, c1 = _span(xc - real(1.5) - e, xc - real(0.5) + e, W - 2)
                 for c in range(c0, c1 + 1):
-                    alpha[(b * H + r) * W + c, 0] = real(MARK)
-                    seg[(b * H + r) * ROW_SEGMENTS + c // cw] = 1
+                    alpha[(b * H + r) * W + c, 0] = ti.max(alpha[(b * H + r) * W + c, 0], real(MARK))  # read: VULKAN_IO
+                    seg[(b * H + r) * ROW_SEGMENTS + c // cw] |= 1
         if ti.abs(dx) >= lax * ti.abs(dy) and dx != 0:  # shallow: vertical pairs along the columns it spans
             c0, c1 = _span(ti.min(ax, bx) - real(0.5 + MARK_SLOP), ti.max(ax, bx) - real(0.5 - MARK_SLOP), W - 1)
             for c in range(c0, c1 + 1):
                 yc = ay + (real(c) + real(0.5) - ax) / dx * dy
                 r0, r1 = _span(yc - real(1.5) - e, yc - real(0.5) + e, H - 2)
                 for r in range(r0, r1 + 1):
-                    alpha[(b * H + r) * W + c, 1] = real(MARK)
-                    seg[(b * H + r) * ROW_SEGMENTS + c // cw] = 1
+                    alpha[(b * H + r) * W + c, 1] = ti.max(alpha[(b * H + r) * W + c, 1], real(MARK))
+                    seg[(b * H + r) * ROW_SEGMENTS + c // cw] |= 1
 
     @ti.kernel
     def mark(sv: arr, faces: iarr, link: iarr, fbits: iarr, alpha: arr, seg: iarr, B: ti.i32, H: ti.i32, W: ti.i32,
@@ -365,24 +365,23 @@ def build(real):
             r = row - b * H
             vb = 0 if shared else b * V
             fb = 0 if shared else b * faces.shape[0]
-            if seg[t] == 0:
-                continue
-            for col in range(x0, ti.min(x0 + cw, W)):
-                p = row * W + col
-                for k in ti.static(range(2)):
-                    if alpha[p, k] == real(MARK):
-                        inside = col + 1 < W if k == 0 else r + 1 < H
-                        q = p + 1 if k == 0 else p + W
-                        f0 = face_id[p]
-                        f1 = f0
-                        if inside:
-                            f1 = face_id[q]
-                        a, c = real(0.0), 0
-                        if f1 != f0:
-                            a, c = _pair(sv, faces, link, fbits, depth, p, q, f0, f1, col, r, k, vb, fb)
-                        alpha[p, k] = a
-                        if a != 0:
-                            code[p, k] = c
+            if seg[t] != 0:  # not a top-level `continue` (Vulkan)
+                for col in range(x0, ti.min(x0 + cw, W)):
+                    p = row * W + col
+                    for k in ti.static(range(2)):
+                        if alpha[p, k] == real(MARK):
+                            inside = col + 1 < W if k == 0 else r + 1 < H
+                            q = p + 1 if k == 0 else p + W
+                            f0 = face_id[p]
+                            f1 = f0
+                            if inside:
+                                f1 = face_id[q]
+                            a, c = real(0.0), 0
+                            if f1 != f0:
+                                a, c = _pair(sv, faces, link, fbits, depth, p, q, f0, f1, col, r, k, vb, fb)
+                            alpha[p, k] = a
+                            if a != 0:
+                                code[p, k] = c
 
     @ti.func
     def _touched(seg: iarr, t, x0, r):
@@ -408,31 +407,30 @@ def build(real):
             row = t // ROW_SEGMENTS
             x0 = (t - row * ROW_SEGMENTS) * cw
             r = row - (row // H) * H
-            if not _touched(seg, t, x0, r):
-                continue
-            for col in range(x0, ti.min(x0 + cw, W)):
-                p = row * W + col
-                ar = ti.max(alpha[p, 0], real(0.0))    # right pair, p is p0: its share if alpha > 0
-                ad = ti.max(alpha[p, 1], real(0.0))    # down pair
-                al = real(0.0)
-                au = real(0.0)
-                if col > 0:
-                    al = ti.max(-alpha[p - 1, 0], real(0.0))  # left pair, p is p1: its share if alpha < 0
-                if r > 0:
-                    au = ti.max(-alpha[p - W, 1], real(0.0))  # up pair
-                if ar > 0 or ad > 0 or al > 0 or au > 0:
-                    for c in range(C):
-                        cp = color[p, c]
-                        o = cp
-                        if ar > 0:
-                            o += ar * (color[p + 1, c] - cp)
-                        if ad > 0:
-                            o += ad * (color[p + W, c] - cp)
-                        if al > 0:
-                            o += al * (color[p - 1, c] - cp)
-                        if au > 0:
-                            o += au * (color[p - W, c] - cp)
-                        out[p, c] = o
+            if _touched(seg, t, x0, r):  # not a top-level `continue` (Vulkan)
+                for col in range(x0, ti.min(x0 + cw, W)):
+                    p = row * W + col
+                    ar = ti.max(alpha[p, 0], real(0.0))    # right pair, p is p0: its share if alpha > 0
+                    ad = ti.max(alpha[p, 1], real(0.0))    # down pair
+                    al = real(0.0)
+                    au = real(0.0)
+                    if col > 0:
+                        al = ti.max(-alpha[p - 1, 0], real(0.0))  # left pair, p is p1: its share if alpha < 0
+                    if r > 0:
+                        au = ti.max(-alpha[p - W, 1], real(0.0))  # up pair
+                    if ar > 0 or ad > 0 or al > 0 or au > 0:
+                        for c in range(C):
+                            cp = color[p, c]
+                            o = cp
+                            if ar > 0:
+                                o += ar * (color[p + 1, c] - cp)
+                            if ad > 0:
+                                o += ad * (color[p + W, c] - cp)
+                            if al > 0:
+                                o += al * (color[p - 1, c] - cp)
+                            if au > 0:
+                                o += au * (color[p - W, c] - cp)
+                            out[p, c] = o + (out[p, c] - cp)  # + 0 exactly (out = color on entry): VULKAN_IO
 
     @ti.func
     def _edge_grad(sv: arr, faces: iarr, g_sv: arr, tri, di, t1, col, r, d, vb, dd):
@@ -481,56 +479,55 @@ def build(real):
             b = row // H
             r = row - b * H
             vb = 0 if shared else b * V
-            if not _touched(seg, t, x0, r):
-                continue
-            for col in range(x0, ti.min(x0 + cw, W)):
-                p = row * W + col
-                if ti.static(need_color):
-                    # shares p takes (p is the target): out[p] = (1 - sum s) c[p] + ...
-                    ar = ti.max(alpha[p, 0], real(0.0))
-                    ad = ti.max(alpha[p, 1], real(0.0))
-                    al = real(0.0)
-                    au = real(0.0)
-                    # shares p gives (p is the other pixel of a pair targeting its neighbour)
-                    gr = ti.max(-alpha[p, 0], real(0.0))
-                    gd = ti.max(-alpha[p, 1], real(0.0))
-                    gl = real(0.0)
-                    gu = real(0.0)
-                    if col > 0:
-                        al = ti.max(-alpha[p - 1, 0], real(0.0))
-                        gl = ti.max(alpha[p - 1, 0], real(0.0))
-                    if r > 0:
-                        au = ti.max(-alpha[p - W, 1], real(0.0))
-                        gu = ti.max(alpha[p - W, 1], real(0.0))
-                    keep = real(1.0) - ar - ad - al - au
-                    if gr > 0 or gd > 0 or gl > 0 or gu > 0 or keep != 1:  # else g_color = g (copied)
-                        for c in range(C):
-                            s = keep * g[p, c]
-                            if gr > 0:
-                                s += gr * g[p + 1, c]
-                            if gd > 0:
-                                s += gd * g[p + W, c]
-                            if gl > 0:
-                                s += gl * g[p - 1, c]
-                            if gu > 0:
-                                s += gu * g[p - W, c]
-                            g_color[p, c] = s
-                if ti.static(need_sv):
-                    for k in ti.static(range(2)):
-                        a = alpha[p, k]
-                        if a != 0 and ti.abs(a) < real(0.5):
-                            cd = code[p, k]
-                            step = 1 if k == 0 else W
-                            p1 = p + step
-                            tp = p if a >= 0 else p1
-                            dd = real(0.0)
+            if _touched(seg, t, x0, r):  # not a top-level `continue` (Vulkan)
+                for col in range(x0, ti.min(x0 + cw, W)):
+                    p = row * W + col
+                    if ti.static(need_color):
+                        # shares p takes (p is the target): out[p] = (1 - sum s) c[p] + ...
+                        ar = ti.max(alpha[p, 0], real(0.0))
+                        ad = ti.max(alpha[p, 1], real(0.0))
+                        al = real(0.0)
+                        au = real(0.0)
+                        # shares p gives (p is the other pixel of a pair targeting its neighbour)
+                        gr = ti.max(-alpha[p, 0], real(0.0))
+                        gd = ti.max(-alpha[p, 1], real(0.0))
+                        gl = real(0.0)
+                        gu = real(0.0)
+                        if col > 0:
+                            al = ti.max(-alpha[p - 1, 0], real(0.0))
+                            gl = ti.max(alpha[p - 1, 0], real(0.0))
+                        if r > 0:
+                            au = ti.max(-alpha[p - W, 1], real(0.0))
+                            gu = ti.max(alpha[p - W, 1], real(0.0))
+                        keep = real(1.0) - ar - ad - al - au
+                        if gr > 0 or gd > 0 or gl > 0 or gu > 0 or keep != 1:  # else g_color = g (copied)
                             for c in range(C):
-                                dd += g[tp, c] * (color[p1, c] - color[p, c])
-                            if dd != 0:
-                                c0 = cd - 1
-                                t1 = c0 % 2
-                                ek = (c0 // 2) % 3
-                                tri = c0 // 6
-                                _edge_grad(sv, faces, g_sv, tri, ek, t1, col, r, k, vb, dd)
+                                s = keep * g[p, c]
+                                if gr > 0:
+                                    s += gr * g[p + 1, c]
+                                if gd > 0:
+                                    s += gd * g[p + W, c]
+                                if gl > 0:
+                                    s += gl * g[p - 1, c]
+                                if gu > 0:
+                                    s += gu * g[p - W, c]
+                                g_color[p, c] = s + (g_color[p, c] - g[p, c])  # + 0 exactly: VULKAN_IO
+                    if ti.static(need_sv):
+                        for k in ti.static(range(2)):
+                            a = alpha[p, k]
+                            if a != 0 and ti.abs(a) < real(0.5):
+                                cd = code[p, k]
+                                step = 1 if k == 0 else W
+                                p1 = p + step
+                                tp = p if a >= 0 else p1
+                                dd = real(0.0)
+                                for c in range(C):
+                                    dd += g[tp, c] * (color[p1, c] - color[p, c])
+                                if dd != 0:
+                                    c0 = cd - 1
+                                    t1 = c0 % 2
+                                    ek = (c0 // 2) % 3
+                                    tri = c0 // 6
+                                    _edge_grad(sv, faces, g_sv, tri, ek, t1, col, r, k, vb, dd)
 
     return {"setup": setup, "mark": mark, "analyse": analyse, "blend": blend, "backward": backward}

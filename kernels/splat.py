@@ -196,17 +196,24 @@ def build(real):
                 wj = wsum[p * 3 + jj]
                 inv_m = real(1.0) / ti.max(real(1.0), wj)
                 for c in ti.static(range(C)):
-                    G[p * 3 + jj, c] = gN[c] * inv_m
-                if wj > real(1.0):
-                    G[p * 3 + jj, C - 1] -= gN.dot(Nj) * inv_m
+                    val = gN[c] * inv_m
+                    if ti.static(c == C - 1):
+                        if wj > real(1.0):
+                            val -= gN.dot(Nj) * inv_m
+                    # one plain store (a global `-=` is an atomic subtract, which Taichi's SPIR-V
+                    # code generator does not support on floats)
+                    G[p * 3 + jj, c] = val
 
     @ti.kernel
     def backward_sources(rgba: arr, xy: arr, face_id: iarr, depth: arr, G: arr, g_rgba: arr, g_xy: arr,
-                         H: ti.i32, W: ti.i32, coef: real, inv_2s2: real, K: ti.template(), C: ti.template()):
+                         N: ti.i32, H: ti.i32, W: ti.i32, coef: real, inv_2s2: real, K: ti.template(),
+                         C: ti.template()):
         """One thread per source pixel gathers dL/dw from its <= 9 targets; writes every fragment's
         g_rgba (B*K*H*W, C) and g_xy (B*K*H*W, 2) (zeros for invalid fragments)."""
         HW = H * W
-        for p in range(face_id.shape[0] // K):
+        # N = B*H*W source pixels is an argument: a range end computed from an array's shape
+        # (face_id.shape[0] // K) is "Not supported" by Taichi's SPIR-V code generator
+        for p in range(N):
             b = p // HW
             r = p - b * HW
             y = r // W

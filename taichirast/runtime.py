@@ -161,6 +161,76 @@ def check_tensor_device(fn: str, name: str, x) -> None:
         raise ValueError(
             f"{fn}: {name} is on device {x.device}, but Taichi runs on arch {a!r}, which reads tensors on "
             f"{want!r}; move it with .to({want!r}) or choose the backend with TAICHIRAST_ARCH")
+    why = cuda_index_problem(dev, x.device.index)
+    if why:
+        raise ValueError(f"{fn}: {name} is on device {x.device}: {why}")
+
+
+# ------------------------------------------------------------------ CUDA: one GPU per process
+# Taichi 1.7's CUDA backend always runs on the first *visible* device (ordinal 0 of
+# CUDA_VISIBLE_DEVICES); it has no device argument. So the GPU Taichi uses is the one torch calls
+# cuda:0 in the same process, and a process meant for another GPU (torchrun's LOCAL_RANK) must make
+# that GPU its only visible one before CUDA starts: bind_local_gpu() does that.
+
+
+def cuda_index_problem(device_type: str, index) -> str | None:
+    """Why Taichi cannot read a CUDA tensor on ``cuda:index`` in place, or None (index 0 or None:
+    the first visible device, the one Taichi uses)."""
+    if device_type != "cuda" or index in (None, 0):
+        return None
+    return (f"Taichi's CUDA backend runs on the first visible GPU (cuda:0 in this process), not cuda:{index}. "
+            f"Run one process per GPU with only its GPU visible: call taichirast.runtime.bind_local_gpu() "
+            f"before anything uses CUDA (it sets CUDA_VISIBLE_DEVICES from LOCAL_RANK under torchrun), "
+            f"then use device 'cuda'")
+
+
+def local_gpu_visible_devices(env) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` value that leaves only this process's GPU visible, or None when
+    nothing is to change. ``env`` is a mapping like ``os.environ``: ``LOCAL_RANK`` (set by torchrun)
+    picks the GPU among those already visible (all of them when ``CUDA_VISIBLE_DEVICES`` is unset);
+    without ``LOCAL_RANK``, or with one GPU visible already, None."""
+    rank = env.get("LOCAL_RANK")
+    if rank is None or rank.strip() == "":
+        return None
+    try:
+        r = int(rank)
+    except ValueError:
+        raise ValueError(f"LOCAL_RANK must be a non-negative integer, got {rank!r}") from None
+    if r < 0:
+        raise ValueError(f"LOCAL_RANK must be a non-negative integer, got {rank!r}")
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return str(r)
+    devices = [d.strip() for d in visible.split(",") if d.strip()]
+    if len(devices) <= 1:
+        return None  # already one GPU (or none) per process
+    if r >= len(devices):
+        raise ValueError(f"LOCAL_RANK={r} but CUDA_VISIBLE_DEVICES lists only {len(devices)} GPUs ({visible!r})")
+    return devices[r]
+
+
+def bind_local_gpu() -> str:
+    """Make this process's GPU (``LOCAL_RANK`` under ``torchrun``) its only visible CUDA device, so
+    that torch's ``cuda`` and Taichi's CUDA backend are the same GPU; returns the torch device to
+    use (``"cuda"``, or ``"cpu"`` when no CUDA backend is requested).
+
+    Call it at the top of a training script, before torch or Taichi touch CUDA::
+
+        device = taichirast.runtime.bind_local_gpu()   # under torchrun --nproc_per_node=N
+        model.to(device)
+
+    Raises RuntimeError if CUDA is already initialised in this process with another GPU visible.
+    """
+    value = local_gpu_visible_devices(os.environ)
+    if value is not None and os.environ.get("CUDA_VISIBLE_DEVICES") != value:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if _state["arch"] == "cuda" or (torch is not None and torch.cuda.is_initialized()):
+            raise RuntimeError("bind_local_gpu: CUDA is already initialised in this process; call it before "
+                               "anything uses CUDA (first thing in the script)")
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
+    return "cuda" if requested_arch() == "cuda" else "cpu"
 
 
 def info() -> dict:

@@ -181,7 +181,7 @@ def backward(saved, params, grads, needs):
         G = A.empty(rgba, (N * 3, C))
         k["backward_targets"](g.reshape(N, C), layers, wsum, G, C)
         k["backward_sources"](rgba.reshape(NK, C), xy.reshape(NK, 2), face_id.reshape(NK), depth.reshape(NK), G,
-                              g_rgba.reshape(NK, C), g_xy.reshape(NK, 2), H, W, params["coef"], params["inv_2s2"],
+                              g_rgba.reshape(NK, C), g_xy.reshape(NK, 2), N, H, W, params["coef"], params["inv_2s2"],
                               K, C)
     return [g_rgba if needs[0] else None, g_xy if needs[1] else None, None, None]
 
