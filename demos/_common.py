@@ -132,14 +132,33 @@ def add_live_args(parser):
     g.add_argument("--live", action="store_true", help="record the live view headless into OUT/live/")
     g.add_argument("--live-every", type=int, default=5, help="record a live frame every N steps")
     g.add_argument("--live-format", choices=("gif", "mp4"), default="gif", help="live animation format")
+    add_tensorboard_arg(g)
 
 
-def make_live(args, name, params=(), optimizers=(), on_reset=None, views=2):
+def add_tensorboard_arg(parser):
+    """``--tensorboard DIR``: log to TensorBoard event files in DIR (see :func:`tensorboard_writer`)."""
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also log losses, renders and meshes to TensorBoard event files in DIR (needs "
+                             "`pip install tensorboard`; view with `tensorboard --logdir DIR`)")
+
+
+def tensorboard_writer(args):
+    """A ``SummaryWriter`` for ``--tensorboard DIR``, or None without it."""
+    if not getattr(args, "tensorboard", None):
+        return None
+    from taichirast.tensorboard import writer
+
+    return writer(args.tensorboard)
+
+
+def make_live(args, name, params=(), optimizers=(), on_reset=None, views=2, mesh=None):
     """A :class:`taichirast.live.LiveOptimization` for the demo's ``args`` (disabled without --gui / --live).
 
     The ``r`` key restores ``params`` to their values now, clears the optimisers' state and calls
     ``on_reset()``. Call ``live.update(step, target, current, loss)`` before ``loss.backward()``
-    and ``live.close()`` after the loop.
+    and ``live.close()`` after the loop. With ``--tensorboard DIR`` the same updates are logged to
+    TensorBoard (every ``--live-every`` steps for images and ``mesh()``, a callable returning
+    ``(verts, faces, colors or None)``, when given).
     """
     from taichirast.live import LiveOptimization, has_display
 
@@ -157,6 +176,11 @@ def make_live(args, name, params=(), optimizers=(), on_reset=None, views=2):
 
     gui = bool(getattr(args, "gui", False))
     record = bool(getattr(args, "live", False)) or (gui and not has_display())
+    tb = None
+    if getattr(args, "tensorboard", None):
+        from taichirast.tensorboard import FitLogger
+
+        tb = FitLogger(args.tensorboard, every=getattr(args, "live_every", 5), mesh=mesh)
     return LiveOptimization(name, gui=gui, out_dir=os.path.join(args.out, "live") if record else None,
                             every=getattr(args, "live_every", 5), reset=reset,
-                            fmt=getattr(args, "live_format", "gif"), views=views)
+                            fmt=getattr(args, "live_format", "gif"), views=views, tensorboard=tb)

@@ -176,7 +176,7 @@ def main(argv=None):
         before = silhouettes(src, soft=False)
     frames = []
     it = progress(args.steps, "fit_silhouette", quiet=args.quiet)
-    live = make_live(args, "fit_silhouette", [offset], [opt])
+    live = make_live(args, "fit_silhouette", [offset], [opt], mesh=lambda: (src + offset, faces, None))
     t0 = time.time()
     loss_val = float("nan")
     for step in it:

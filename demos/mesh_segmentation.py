@@ -40,10 +40,11 @@ from torch import nn  # noqa: E402
 import taichirast as tr  # noqa: E402
 from taichirast import io as trio  # noqa: E402
 from taichirast import meshes  # noqa: E402
+from taichirast import tensorboard as tb  # noqa: E402
 from taichirast.nn import (FeatureSteeredConv, graph_pool, graph_unpool, mesh_graph, mesh_hierarchy,  # noqa: E402
                            pack_graphs)
 
-from _common import add_output_args, rgba_strip, ring_cameras, progress  # noqa: E402
+from _common import add_output_args, add_tensorboard_arg, progress, rgba_strip, ring_cameras, tensorboard_writer  # noqa: E402
 
 PARTS = ("body", "head", "leg", "tail")
 PALETTE = torch.tensor([[0.85, 0.75, 0.45], [0.85, 0.3, 0.3], [0.25, 0.45, 0.85], [0.3, 0.75, 0.35]])
@@ -210,6 +211,7 @@ def main(argv=None):
                    help="plain FeaSt stack (TF Graphics' example) or a two-level mesh U-Net with pooling")
     p.add_argument("--smoke", action="store_true", help="tiny configuration for CI (a few seconds)")
     add_output_args(p, "mesh_segmentation")
+    add_tensorboard_arg(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.train, args.test, args.steps, args.batch, args.size, args.lr = 12, 4, 80, 4, 64, 1e-2
@@ -226,6 +228,7 @@ def main(argv=None):
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     it = progress(args.steps, "mesh_segmentation", quiet=args.quiet)
+    tbw = tensorboard_writer(args)
     rng = np.random.default_rng(args.seed + 1)
     t0 = time.time()
     for step in it:
@@ -237,8 +240,11 @@ def main(argv=None):
         loss.backward()
         opt.step()
         sched.step()
+        batch_acc = float((logits.argmax(1) == y).float().mean())
+        if tbw is not None:
+            tb.add_scalars(tbw, {"loss": loss, "batch_accuracy": batch_acc}, step)
         if hasattr(it, "set_postfix") and step % 10 == 0:
-            it.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float((logits.argmax(1) == y).float().mean()):.3f}")
+            it.set_postfix(loss=f"{loss.item():.3f}", acc=f"{batch_acc:.3f}")
     train_time = time.time() - t0
     model.eval()
     acc = evaluate(model, test, args.batch)
@@ -254,6 +260,10 @@ def main(argv=None):
            "shown_shape_accuracy": shown_acc, "image": path}
     with open(os.path.join(args.out, "metrics.json"), "w") as fh:
         json.dump(res, fh, indent=2)
+    if tbw is not None:
+        tb.add_image(tbw, "predicted | ground truth (held-out shape)", img, args.steps)
+        tb.add_scalars(tbw, {"heldout_accuracy": acc, "train_accuracy": train_acc}, args.steps)
+        tbw.close()
     nv = int(np.mean([s[0].shape[0] for s in test]))
     print(f"model: {args.model}  steps: {args.steps} ({args.batch} shapes/step, ~{nv} vertices/shape)  training time: {train_time:.1f} s  "
           f"arch {tr.runtime.arch()}")

@@ -27,11 +27,12 @@ import torch
 import taichirast as tr
 from taichirast import io as trio
 from taichirast import meshes
+from taichirast import tensorboard as tb
 from taichirast.geometry import vertex_normals
 from taichirast.geometry.deformation import acap_energy, arap_energy, arap_solve
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import progress  # noqa: E402
+from _common import add_tensorboard_arg, progress, tensorboard_writer  # noqa: E402
 
 
 def tube(n, rings, height, radius):
@@ -92,6 +93,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("out", "non_rigid_deformation"))
     p.add_argument("--gif-every", type=int, default=None, help="GIF frame every N steps (default: about 30 frames)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_tensorboard_arg(p)
     args = p.parse_args(argv)
     steps = args.steps if args.steps is not None else (30 if args.method == "arap" else 400)
     every = args.gif_every or max(1, steps // 30)
@@ -107,10 +109,15 @@ def main(argv=None):
         eye, at, up = (0.5, -5.5, 0.8), (0.4, 0.0, 0.2), (0.0, 0.0, 1.0)
     cam = tr.PerspectiveCamera.look_at(eye, at, up, fov_y=45.0, image_size=(args.size, args.size), near=0.1, far=20.0)
 
-    def picture(verts):
+    tbw = tensorboard_writer(args)
+
+    def picture(verts, step=0):
         verts = verts.detach()
         cols = shade(verts, faces, (verts - rest).norm(dim=-1).float(), scale)
         img = tr.render(verts.float(), faces, cam, colors=cols, mode="hard", background=(1.0, 1.0, 1.0))[0]
+        if tbw is not None:
+            tb.add_image(tbw, "render", img[..., :3], step)
+            tb.add_mesh(tbw, "mesh", verts, faces, cols, step)
         return img[..., :3]
 
     it = progress(steps, f"non_rigid_deformation ({args.method})", quiet=args.quiet)
@@ -122,7 +129,7 @@ def main(argv=None):
         for step in it:  # one local/global iteration per step, warm-started
             verts = arap_solve(rest, faces, con, con_pos, iterations=1, init=verts)
             if step % every == 0 or step == steps - 1:
-                frames.append(picture(verts))
+                frames.append(picture(verts, step + 1))
     else:
         x = rest[free].clone().requires_grad_(True)
         q = torch.zeros(rest.shape[0], 4, dtype=torch.float64)
@@ -137,15 +144,19 @@ def main(argv=None):
 
         for step in it:
             loss = acap_energy(rest, assemble(x), faces, quaternions=q)
+            if tbw is not None:
+                tb.add_scalars(tbw, {"acap_energy": loss}, step)
             opt.zero_grad()
             loss.backward()
             opt.step()
             if hasattr(it, "set_postfix") and step % 20 == 0:
                 it.set_postfix(acap=f"{loss.item():.3e}")
             if step % every == 0 or step == steps - 1:
-                frames.append(picture(assemble(x)))
+                frames.append(picture(assemble(x), step + 1))
         verts = assemble(x.detach())
     elapsed = time.time() - t0
+    if tbw is not None:
+        tbw.close()
 
     naive = rest.clone()
     naive[con] = con_pos

@@ -441,13 +441,16 @@ class LiveOptimization:
         views: how many views (rows) to show. cell: minimum panel height in pixels.
         backend: ``'ggui' | 'gui' | 'image'`` (default: :func:`gui_backend`).
         verbose: print where the output goes.
+        tensorboard: a :class:`taichirast.tensorboard.FitLogger` that every :meth:`update` also
+            logs to (loss, renders, mesh), and :meth:`close` closes; independent of ``gui`` and
+            ``out_dir``.
 
     When neither ``gui`` nor ``out_dir`` is set the object is disabled and :meth:`update` returns at
     once, so demos keep their default behaviour.
     """
 
     def __init__(self, name="optimization", gui=False, out_dir=None, every=5, reset=None, fmt="gif", views=2,
-                 cell=128, fps=10, backend=None, verbose=True):
+                 cell=128, fps=10, backend=None, verbose=True, tensorboard=None):
         if fmt not in ("gif", "mp4"):
             raise ValueError(f"LiveOptimization: fmt must be 'gif' or 'mp4', got {fmt!r}")
         if int(every) < 1:
@@ -468,6 +471,7 @@ class LiveOptimization:
         self.last_image = None
         self._pending = None
         self.n_updates = 0
+        self.tensorboard = tensorboard  # a taichirast.tensorboard.FitLogger, or None
 
     def _say(self, msg):
         if self.verbose:
@@ -504,6 +508,8 @@ class LiveOptimization:
         still being recorded to ``out_dir``).
         While paused (window only) this blocks until ``space``, ``s``/``n`` or the window closes.
         """
+        if self.tensorboard is not None:
+            self.tensorboard.update(step, target, current, loss)
         if not self.enabled:
             return True
         loss_val = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
@@ -614,6 +620,9 @@ class LiveOptimization:
         Returns a dict of the files written (``frames``, ``animation``, ``loss_csv``, ``loss_plot``).
         """
         out = {"frames": list(self.written)}
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            out["tensorboard"] = self.tensorboard.logdir
         if not self.enabled:
             return out
         if self._pending is not None and self.out_dir is not None:
