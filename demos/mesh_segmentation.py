@@ -14,6 +14,11 @@ The feature-steered aggregation runs in the fused Taichi kernel (``taichirast.nn
     python demos/mesh_segmentation.py                 # default: a few minutes on 2 CPU cores
     python demos/mesh_segmentation.py --smoke         # tiny configuration (CI), a few seconds
     python demos/mesh_segmentation.py --model unet    # a two-level mesh U-Net (vertex-clustering pooling)
+    torchrun --nproc_per_node=2 demos/mesh_segmentation.py --smoke   # DistributedDataParallel, gloo on CPUs
+
+Under ``torchrun`` each process (its own Taichi runtime) trains on its share of every batch and
+DistributedDataParallel averages the gradients (``taichirast.distributed``); rank 0 evaluates and
+writes the outputs. ``--batch`` must then be a multiple of the number of processes.
 
 Writes ``OUT/segmentation.png`` (two views of a held-out creature; top row coloured by the
 predicted part, bottom row by the ground truth; rendered with ``taichirast.render``) and
@@ -39,7 +44,7 @@ from torch import nn  # noqa: E402
 
 import taichirast as tr  # noqa: E402
 from taichirast import io as trio  # noqa: E402
-from taichirast import meshes  # noqa: E402
+from taichirast import distributed, meshes  # noqa: E402
 from taichirast import tensorboard as tb  # noqa: E402
 from taichirast.nn import (FeatureSteeredConv, graph_pool, graph_unpool, mesh_graph, mesh_hierarchy,  # noqa: E402
                            pack_graphs)
@@ -215,6 +220,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.smoke:
         args.train, args.test, args.steps, args.batch, args.size, args.lr = 12, 4, 80, 4, 64, 1e-2
+    ctx = distributed.init()  # rank 0 of 1 unless started by torchrun
     torch.manual_seed(args.seed)
     level = 1 if args.smoke else 2
     train = make_dataset(args.train, args.seed, level=level)
@@ -225,15 +231,19 @@ def main(argv=None):
         model = FeaStUNet(width=16 if args.smoke else 32)
     else:
         model = FeaStNet(widths=(16, 32, 32) if args.smoke else (32, 64, 64, 64))
+    net = model
+    if ctx.distributed:  # torchrun: each process trains on its share of every batch
+        model = nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
-    it = progress(args.steps, "mesh_segmentation", quiet=args.quiet)
-    tbw = tensorboard_writer(args)
-    rng = np.random.default_rng(args.seed + 1)
+    main_proc = distributed.is_main(ctx)
+    it = progress(args.steps, "mesh_segmentation", quiet=args.quiet or not main_proc)
+    tbw = tensorboard_writer(args) if main_proc else None
+    rng = np.random.default_rng(args.seed + 1)  # the same global batches in every process
     t0 = time.time()
     for step in it:
         idx = rng.choice(len(train), size=min(args.batch, len(train)), replace=False)
-        x, g, y = batch_of([train[i] for i in idx])
+        x, g, y = batch_of([train[i] for i in distributed.shard(idx, ctx)])
         logits = model(x, g)
         loss = nn.functional.cross_entropy(logits, y)
         opt.zero_grad()
@@ -246,6 +256,10 @@ def main(argv=None):
         if hasattr(it, "set_postfix") and step % 10 == 0:
             it.set_postfix(loss=f"{loss.item():.3f}", acc=f"{batch_acc:.3f}")
     train_time = time.time() - t0
+    if not main_proc:
+        distributed.finish(ctx)
+        return None
+    model = net
     model.eval()
     acc = evaluate(model, test, args.batch)
     train_acc = evaluate(model, train, args.batch)
@@ -270,6 +284,7 @@ def main(argv=None):
     print(f"per-vertex accuracy: held-out {acc:.4f} ({args.test} shapes), train {train_acc:.4f}, "
           f"majority class {chance:.4f}")
     print(f"wrote {path} (top: predicted parts, bottom: ground truth; held-out shape accuracy {shown_acc:.4f})")
+    distributed.finish(ctx)
     return res
 
 
