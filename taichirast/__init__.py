@@ -24,7 +24,7 @@ _LAZY = {
 # (`taichirast.render` is the function; its module is reached as `taichirast.render_module`
 # or `import taichirast.render`.)
 _SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments", "lights", "stages",
-               "topology", "texturing")
+               "topology", "texturing", "tensorboard", "distributed")
 
 
 def _load(module):
