@@ -10,7 +10,8 @@ resident set size of the process during the case (``peak RSS``) and its rise ove
 before the case (``+RSS``), sampled every millisecond; on CUDA, peak allocated GPU memory.
 The same run times a dense pure-PyTorch SoftRas (benchmarks/reference.py) against
 taichirast.soft_rasterize on a small scene and reports the ratio, and (without ``--quick``) the
-silhouette-gradient tables of :mod:`benchmarks.visibility` (hard + antialias, splat, DIB-R, soft).
+silhouette-gradient tables of :mod:`benchmarks.visibility` (hard + antialias, splat, DIB-R, soft)
+and :mod:`benchmarks.soft`'s soft / hard ratios for the bunny and a 1.31M-face sphere at 1024².
 """
 from __future__ import annotations
 
@@ -420,6 +421,11 @@ def main(argv=None):
         print()
         print("Silhouette gradients (python -m benchmarks.visibility):", flush=True)
         visibility.main(["--size", str(max(args.sizes)), "--repeat", str(args.repeat)])
+        from benchmarks import soft
+
+        print()
+        print("Soft against hard rasterization (python -m benchmarks.soft --sphere):", flush=True)
+        soft.main(["--rounds", str(args.repeat), "--sphere"])
     return rows, ref
 
 
