@@ -16,7 +16,7 @@ _LAZY = {
     "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
     "dibr_silhouette": "ops", "texture": "texturing", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
     "antialias": "ops", "rasterize_layers": "ops", "splat": "ops", "edge_topology": "topology",
-    "EdgeTopology": "topology", "CameraSizeWarning": "_validate",
+    "EdgeTopology": "topology", "CameraSizeWarning": "_validate", "Meshes": "packed",
     "project_points": "ops",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
     "render": "render", "Renderer": "render", "MeshRasterizer": "render", "MeshShader": "render", "Lights": "lights", "Material": "lights",
@@ -24,7 +24,7 @@ _LAZY = {
 # (`taichirast.render` is the function; its module is reached as `taichirast.render_module`
 # or `import taichirast.render`.)
 _SUBMODULES = ("np", "io", "meshes", "ops", "camera", "runtime", "geometry", "fragments", "lights", "stages",
-               "topology", "texturing", "tensorboard", "distributed")
+               "topology", "texturing", "tensorboard", "distributed", "packed")
 
 
 def _load(module):

@@ -103,6 +103,17 @@ class _CameraBase:
         """``(B, 4)`` tensor ``fx, fy, cx, cy`` (differentiable)."""
         return torch.stack(self._expanded()[2:], dim=-1)
 
+    def __getitem__(self, i):
+        """Camera ``i`` of the batch as a batch-1 camera (differentiable views of this one's tensors;
+        a tensor shared by the batch, of batch size 1, is kept as is)."""
+        B = self.batch_size
+        if isinstance(i, bool) or not isinstance(i, int) or not -B <= i < B:
+            raise IndexError(f"{type(self).__name__}: index {i!r} out of range for a batch of {B} cameras")
+        i %= B
+        vals = {n: (getattr(self, n)[i:i + 1] if getattr(self, n).shape[0] > 1 else getattr(self, n))
+                for n in self._names}
+        return type(self)(**vals, image_size=self.image_size, near=self.near, far=self.far)
+
     def parameters(self):
         """The camera's tensors, for an optimiser."""
         return [getattr(self, n) for n in self._names]

@@ -121,7 +121,9 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     """Render a triangle mesh to RGBA.
 
     Args:
-        verts: ``(V, 3)`` or ``(B, V, 3)`` world positions (float32 / float64 tensor).
+        verts: ``(V, 3)`` or ``(B, V, 3)`` world positions (float32 / float64 tensor), or a
+            :class:`~taichirast.Meshes` batch of different meshes (then ``faces=None``; mesh i is
+            rendered with camera i, see :func:`taichirast.packed.render_packed`).
         faces: ``(F, 3)`` int vertex indices, counter-clockwise = front-facing.
         camera: :class:`~taichirast.PerspectiveCamera` / :class:`~taichirast.OrthographicCamera`;
             its ``image_size``, ``near`` and ``far`` are used.
@@ -162,7 +164,16 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
         ``rgba (B, H, W, C + 1)``, or ``(rgba, fragments)`` with ``return_fragments=True``.
     """
     from . import _validate as V
+    from .packed import Meshes, render_packed
 
+    if isinstance(verts, Meshes):
+        return render_packed(verts, faces, camera, colors=colors, mode=mode, background=background, per_face=per_face,
+                             sigma=sigma, gamma=gamma, eps=eps, sigmainv=sigmainv, box_len=box_len,
+                             cull_backfaces=cull_backfaces, return_fragments=return_fragments, tile_size=tile_size,
+                             lights=lights, material=material, texture=texture, uvs=uvs, uv_faces=uv_faces,
+                             shading=shading, texture_filter=texture_filter, texture_wrap=texture_wrap,
+                             antialias=antialias, topology=topology, splat_layers=splat_layers,
+                             splat_sigma=splat_sigma, stages=stages)
     rasterizer, shader = compose(mode, antialias) if stages is None else stages
     if cull_backfaces is None:
         cull_backfaces = MODES[mode].cull_backfaces
