@@ -69,9 +69,12 @@ def is_main(ctx: Context) -> bool:
 
 
 def finish(ctx: Context) -> None:
-    """Leave the process group (if one was started)."""
+    """Leave the process group (if one was started), all processes together: a process that tore
+    down its group while a peer was still writing its outputs was seen to abort (gloo's threads,
+    "terminate called without an active exception"), so a barrier comes first."""
     if ctx.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
