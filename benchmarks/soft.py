@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 
 import taichirast as tr
+from benchmarks.visibility import interleaved
 from taichirast import io as trio
 from taichirast import meshes
 
@@ -68,20 +67,13 @@ def _cases(sv, f, cols, size, with_exact=True):
 def measure(name, size, rounds, with_exact=True):
     sv, f, cols = _scene(name, size)
     cases = _cases(sv, f, cols, size, with_exact)
-    for fn in cases.values():
-        fn()  # compile
-    times = {k: [] for k in cases}
-    for _ in range(rounds):
-        for k, fn in cases.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append((time.perf_counter() - t0) * 1000.0)
+    times = interleaved(cases, rounds)
     err = None
     if with_exact:
         (oa, gsa, gca), (oe, gse, gce) = cases["soft (cut-off)"](), cases["soft exact=True"]()
         err = dict(out=float((oa - oe).abs().max()), g_sv=float((gsa - gse).norm() / gse.norm()),
                    g_col=float((gca - gce).norm() / gce.norm()))
-    return f.shape[0], {k: statistics.median(v) for k, v in times.items()}, err
+    return f.shape[0], times, err
 
 
 def main(argv=None):

@@ -100,7 +100,7 @@ import functools
 import taichi as ti
 
 from .common import edge_function
-from .raster import ROW_SEGMENTS
+from .raster import ROW_SEGMENTS, row_segment
 
 # Edges with a vertex at camera depth <= EDGE_NEAR are never antialiased (their screen projection
 # is not a segment); any value > 0 keeps every quantity finite (project.py clamps |z| to 1e-8).
@@ -357,16 +357,12 @@ def build(real):
         read, by backward) where alpha != 0.
         """
         B = face_id.shape[0] // (H * W)
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            b = row // H
-            r = row - b * H
+            row, b, r, x0, x1 = row_segment(t, H, W)
             vb = 0 if shared else b * V
             fb = 0 if shared else b * faces.shape[0]
             if seg[t] != 0:  # not a top-level `continue` (Vulkan)
-                for col in range(x0, ti.min(x0 + cw, W)):
+                for col in range(x0, x1):
                     p = row * W + col
                     for k in ti.static(range(2)):
                         if alpha[p, k] == real(MARK):
@@ -402,13 +398,10 @@ def build(real):
         """
         C = color.shape[1]
         B = color.shape[0] // (H * W)
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            r = row - (row // H) * H
+            row, _b, r, x0, x1 = row_segment(t, H, W)
             if _touched(seg, t, x0, r):  # not a top-level `continue` (Vulkan)
-                for col in range(x0, ti.min(x0 + cw, W)):
+                for col in range(x0, x1):
                     p = row * W + col
                     ar = ti.max(alpha[p, 0], real(0.0))    # right pair, p is p0: its share if alpha > 0
                     ad = ti.max(alpha[p, 1], real(0.0))    # down pair
@@ -472,15 +465,11 @@ def build(real):
         """g_color (N, C), a copy of g on entry, gets the pairs' terms (if need_color); g_sv (Bs * V, 3) +=."""
         C = color.shape[1]
         B = color.shape[0] // (H * W)
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            b = row // H
-            r = row - b * H
+            row, b, r, x0, x1 = row_segment(t, H, W)
             vb = 0 if shared else b * V
             if _touched(seg, t, x0, r):  # not a top-level `continue` (Vulkan)
-                for col in range(x0, ti.min(x0 + cw, W)):
+                for col in range(x0, x1):
                     p = row * W + col
                     if ti.static(need_color):
                         # shares p takes (p is the target): out[p] = (1 - sum s) c[p] + ...

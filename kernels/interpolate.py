@@ -17,7 +17,7 @@ import functools
 
 import taichi as ti
 
-from .raster import ROW_SEGMENTS
+from .raster import ROW_SEGMENTS, row_segment
 
 # Channels per register block in the backward (atomics are issued per run of equal face ids).
 CHANNEL_BLOCK = 4
@@ -72,12 +72,9 @@ def build(real):
         C = g_out.shape[1]
         B = face_id.shape[0] // (H * W)
         n_blocks = (C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            x1 = ti.min(x0 + cw, W)
-            base = 0 if shared else (row // H) * V
+            row, b, _r, x0, x1 = row_segment(t, H, W)
+            base = 0 if shared else b * V
             for blk in range(n_blocks):
                 c0 = blk * CHANNEL_BLOCK
                 cur = -1

@@ -81,6 +81,17 @@ FID_EMPTY = 2**31 - 1  # face-id buffer fill (face schedule, f64): no face
 ROW_SEGMENTS = 64
 
 
+@ti.func
+def row_segment(t, H, W):
+    """Row segment ``t`` of ``B * H * ROW_SEGMENTS`` over a batch of H x W images: ``(row, b, r, x0,
+    x1)`` = its row over the batch, image ``b``, row ``r`` in that image and its pixels x0 .. x1 - 1."""
+    cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
+    row = t // ROW_SEGMENTS
+    x0 = (t - row * ROW_SEGMENTS) * cw
+    b = row // H
+    return row, b, row - b * H, x0, ti.min(x0 + cw, W)
+
+
 @functools.lru_cache(maxsize=None)
 def build(real):
     """Kernels for float type ``real`` (ti.f32 or ti.f64); returns a dict of kernels."""
@@ -363,13 +374,9 @@ def build(real):
         """Face schedule, per pixel: face id from the key (f32) or the id buffer (f64), then the
         differentiable barycentrics and depth of that face (same ``_cover`` as the depth test)."""
         V = sv.shape[0] // B
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):  # row segments in parallel, their pixels in sequence
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            b = row // H
-            py = row - b * H
-            for px in range(x0, ti.min(x0 + cw, W)):
+            row, b, py, x0, x1 = row_segment(t, H, W)
+            for px in range(x0, x1):
                 p = row * W + px
                 f = -1
                 if ti.static(real == ti.f32):
@@ -462,13 +469,9 @@ def build(real):
              W: ti.i32, near: real, persp: ti.i32):
         """Binned schedule: barycentrics and depth of the kept face (same ``_cover`` as the test)."""
         V = sv.shape[0] // B
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            b = row // H
-            py = row - b * H
-            for px in range(x0, ti.min(x0 + cw, W)):
+            row, b, py, x0, x1 = row_segment(t, H, W)
+            for px in range(x0, x1):
                 p = row * W + px
                 _write_bary(sv, faces, b * V, p, px, py, face_id[p], out_bary, out_depth, near, persp)
 
@@ -495,12 +498,8 @@ def build(real):
             dE_i/dx_j = y_k - py,  dE_i/dy_k = x_j - px,  dE_i/dx_k = -(y_j - py),  dE_i/dy_j = -(x_k - px)
         """
         V = sv.shape[0] // B
-        cw = (W + ROW_SEGMENTS - 1) // ROW_SEGMENTS
         for t in range(B * H * ROW_SEGMENTS):
-            row = t // ROW_SEGMENTS
-            x0 = (t - row * ROW_SEGMENTS) * cw
-            b = row // H
-            py = row - b * H
+            row, b, py, x0, x1 = row_segment(t, H, W)
             vb = b * V
             cy = real(py) + real(0.5)
             # Consecutive pixels of a segment often see the same face: keep its vertices and the
@@ -514,10 +513,10 @@ def build(real):
             ax = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
             ay = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
             az = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            for px in range(x0, ti.min(x0 + cw, W) + 1):
+            for px in range(x0, x1 + 1):
                 f = -1
                 p = row * W + px
-                if px < W and px < x0 + cw:
+                if px < x1:
                     f = face_id[p]
                 if f != cur:
                     if cur >= 0:
