@@ -175,7 +175,7 @@ def _start_taichi_first() -> None:
 
     from .runtime import ensure_init
 
-    ensure_init()
+    ensure_init(prefer="cpu")  # the viewer's tensors live on the CPU (TAICHIRAST_ARCH=auto follows them)
     try:
         from . import kernels
     except ImportError:  # pragma: no cover - the kernels package ships with taichirast
@@ -221,7 +221,7 @@ def cmd_render(a) -> int:
             import taichirast as tr
 
             with torch.no_grad():
-                img = tr.render(state.verts, state.faces, state.camera(), **state.render_kwargs())[0, ..., :3].numpy()
+                img = tr.render(state.verts, state.faces, state.camera(), **state.render_kwargs())[0, ..., :3].cpu().numpy()
         else:
             img = state.frame()
         images.append(img)
@@ -388,9 +388,9 @@ def warmup(quiet: bool = False, size: int = 32, cases=WARMUP_CASES) -> float:
     import time
 
     t0 = time.perf_counter()
-    from .runtime import ensure_init
+    from .runtime import torch_device
 
-    ensure_init()
+    dev = torch_device(prefer="cpu")  # TAICHIRAST_ARCH's backend; under auto the CPU, like `taichirast render`
     import numpy as np
     import torch
 
@@ -398,12 +398,12 @@ def warmup(quiet: bool = False, size: int = 32, cases=WARMUP_CASES) -> float:
     from . import meshes
 
     v, f = meshes.icosphere(2)
-    faces = torch.from_numpy(f)
-    cam = tr.PerspectiveCamera.look_at([0.0, 0.3, 3.0], fov_y=40.0, image_size=(size, size))
-    lights = tr.Lights(ambient=[0.3] * 3, directions=[[-0.5, -0.7, -0.5]], colors=[[0.8] * 3])
+    faces = torch.from_numpy(f).to(dev)
+    cam = tr.PerspectiveCamera.look_at([0.0, 0.3, 3.0], fov_y=40.0, image_size=(size, size), device=dev)
+    lights = tr.Lights(ambient=[0.3] * 3, directions=[[-0.5, -0.7, -0.5]], colors=[[0.8] * 3]).to(device=dev)
     rng = np.random.default_rng(0)
-    tex = torch.from_numpy(rng.random((8, 8, 3), dtype=np.float32))
-    uvs = torch.from_numpy((v[:, :2] * 0.5 + 0.5).astype(np.float32))
+    tex = torch.from_numpy(rng.random((8, 8, 3), dtype=np.float32)).to(dev)
+    uvs = torch.from_numpy((v[:, :2] * 0.5 + 0.5).astype(np.float32)).to(dev)
     it = cases
     if not quiet:
         try:
@@ -416,7 +416,7 @@ def warmup(quiet: bool = False, size: int = 32, cases=WARMUP_CASES) -> float:
         kw = dict(kw)
         if hasattr(it, "set_postfix_str"):
             it.set_postfix_str(label)
-        verts = torch.from_numpy(v).requires_grad_()
+        verts = torch.from_numpy(v).to(dev).requires_grad_()
         extra = {}
         if kw.pop("lit", False):
             extra["lights"] = lights

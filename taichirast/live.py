@@ -123,7 +123,7 @@ class Display:
     def __init__(self, title: str, size, show_window: bool = False, backend: str | None = None):
         from .runtime import ensure_init
 
-        ensure_init()
+        ensure_init(prefer="cpu")  # a window alone needs no GPU backend; TAICHIRAST_ARCH=cuda still wins
         import taichi as ti
 
         self.ti = ti

@@ -8,8 +8,15 @@ variable ``TAICHIRAST_ARCH``:
 ``cuda``    NVIDIA GPUs. Torch tensors must then live on ``cuda``.
 ``vulkan``  Vulkan (AMD, Intel, Apple through MoltenVK). Tensors are copied by Taichi.
 ``metal``   Apple GPUs.
-``auto``    (default) CUDA when a CUDA device is visible, else CPU.
+``auto``    (default) follows the data: the backend that reads the first tensors taichirast is
+            given in place -- CUDA for CUDA tensors, the CPU for CPU tensors. When Taichi starts
+            without a tensor (the NumPy bridge, ``taichirast.info()``): CUDA when a CUDA device
+            is visible, else the CPU.
 ==========  ==================================================================================
+
+So on a machine with an NVIDIA GPU, code written with CPU tensors runs on the CPU and code written
+with CUDA tensors on the GPU, without setting anything; a later call with tensors on the other
+device is refused with a ``ValueError`` naming both (Taichi runs one backend per process).
 
 ``ti.gpu`` is never used: its OpenGL probe segfaults on headless machines. The offline kernel
 cache is on (compiled kernels survive the process), ``TI_SKIP_VERSION_CHECK=ON`` avoids a
@@ -41,20 +48,26 @@ def _cuda_visible() -> bool:
     )
 
 
-def requested_arch() -> str:
-    """The architecture named by ``TAICHIRAST_ARCH`` (``auto`` resolved), without starting Taichi."""
+def requested_arch(prefer: str | None = None) -> str:
+    """The architecture named by ``TAICHIRAST_ARCH``, without starting Taichi. ``auto`` resolves to
+    ``prefer`` (``"cpu"`` or ``"cuda"``: the device of the data at hand) when given, else to CUDA
+    when a CUDA device is visible, else the CPU."""
     name = os.environ.get("TAICHIRAST_ARCH", "auto").strip().lower() or "auto"
     if name not in _ARCHES:
         raise ValueError(f"TAICHIRAST_ARCH must be one of {_ARCHES}, got {name!r}")
     if name == "auto":
+        if prefer in ("cpu", "cuda"):
+            return prefer
         name = "cuda" if _cuda_visible() else "cpu"
     return name
 
 
-def ensure_init() -> str:
+def ensure_init(prefer: str | None = None) -> str:
     """Start Taichi once (thread-safe) and return the arch name in use (``'cpu'``, ``'cuda'``, ...).
 
-    Calling it again is free. taichirast owns ``ti.init``: choose the backend with
+    ``prefer`` (``"cpu"`` / ``"cuda"``, the device of the tensors about to be used) picks the backend
+    under ``TAICHIRAST_ARCH=auto``; it is ignored once Taichi runs, and when the variable names an
+    arch. Calling it again is free. taichirast owns ``ti.init``: choose the backend with
     ``TAICHIRAST_ARCH`` rather than calling ``ti.init`` yourself (a later ``ti.init`` resets the
     Taichi runtime under taichirast's compiled kernels, which then recompile on next use).
     """
@@ -66,7 +79,7 @@ def ensure_init() -> str:
         os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
         import taichi as ti
 
-        name = requested_arch()
+        name = requested_arch(prefer)
         arch = {"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan, "metal": ti.metal}[name]
         ti.init(arch=arch, log_level=ti.WARN, offline_cache=True, default_fp=ti.f32, default_ip=ti.i32)
         # Finalise the (empty) root field tree now, on the thread that made the LLVM context: Taichi
@@ -144,9 +157,15 @@ def arch() -> str | None:
     return _state["arch"]
 
 
+def torch_device(prefer: str | None = None) -> str:
+    """The torch device (``"cuda"`` or ``"cpu"``) whose tensors Taichi reads in place on the arch in
+    use; starts Taichi (``prefer`` as in :func:`ensure_init`). Vulkan and Metal read CPU tensors."""
+    return "cuda" if ensure_init(prefer) == "cuda" else "cpu"
+
+
 def torch_device_ok(device_type: str) -> bool:
     """Whether Taichi on the current arch reads tensors on ``device_type`` ('cpu' / 'cuda') in place."""
-    a = ensure_init()
+    a = ensure_init(prefer=device_type)
     # Taichi would silently copy a CPU tensor to the GPU and back (or fail on a CUDA tensor on the
     # CPU backend): we refuse both rather than hide a slow path (DESIGN §6).
     return device_type == ("cuda" if a == "cuda" else "cpu")
@@ -184,11 +203,20 @@ def cuda_index_problem(device_type: str, index) -> str | None:
             f"then use device 'cuda'")
 
 
-def local_gpu_visible_devices(env) -> str | None:
+def _nvidia_gpu_count() -> int | None:
+    """GPUs the NVIDIA driver lists (``/proc/driver/nvidia/gpus``), without starting CUDA; None if unknown."""
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return None
+
+
+def local_gpu_visible_devices(env, gpu_count=None) -> str | None:
     """The ``CUDA_VISIBLE_DEVICES`` value that leaves only this process's GPU visible, or None when
     nothing is to change. ``env`` is a mapping like ``os.environ``: ``LOCAL_RANK`` (set by torchrun)
-    picks the GPU among those already visible (all of them when ``CUDA_VISIBLE_DEVICES`` is unset);
-    without ``LOCAL_RANK``, or with one GPU visible already, None."""
+    picks the GPU among those already visible (all of them when ``CUDA_VISIBLE_DEVICES`` is unset;
+    ``gpu_count``, if known, bounds the rank then); without ``LOCAL_RANK``, or with one GPU visible
+    already, None."""
     rank = env.get("LOCAL_RANK")
     if rank is None or rank.strip() == "":
         return None
@@ -200,6 +228,10 @@ def local_gpu_visible_devices(env) -> str | None:
         raise ValueError(f"LOCAL_RANK must be a non-negative integer, got {rank!r}")
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
+        if gpu_count is not None and r >= gpu_count:
+            raise ValueError(f"LOCAL_RANK={r} but this machine has {gpu_count} GPU(s): start at most {gpu_count} "
+                             f"processes per node (torchrun --nproc_per_node), or run them on the CPU "
+                             f"(TAICHIRAST_ARCH=cpu, gloo)")
         return str(r)
     devices = [d.strip() for d in visible.split(",") if d.strip()]
     if len(devices) <= 1:
@@ -221,7 +253,7 @@ def bind_local_gpu() -> str:
 
     Raises RuntimeError if CUDA is already initialised in this process with another GPU visible.
     """
-    value = local_gpu_visible_devices(os.environ)
+    value = local_gpu_visible_devices(os.environ, _nvidia_gpu_count() if requested_arch() == "cuda" else None)
     if value is not None and os.environ.get("CUDA_VISIBLE_DEVICES") != value:
         import sys
 

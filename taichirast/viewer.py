@@ -155,26 +155,30 @@ class ViewerState:
                  grad_param="light_direction", texture=None, antialias=False):
         import torch
 
+        from .runtime import torch_device
+
         self.torch = torch
+        # the device Taichi reads in place: TAICHIRAST_ARCH's backend (under auto: the CPU)
+        self.device = dev = torch_device(prefer="cpu")
         self.texture = None
         if texture is not None:
             missing = [k for k in ("texture", "uvs", "uv_faces") if k not in texture]
             if missing:
                 raise ValueError(f"ViewerState: texture must be a dict with texture, uvs and uv_faces; missing {missing}")
             self.texture = {k: torch.as_tensor(np.asarray(texture[k]),
-                                               dtype=torch.int32 if k == "uv_faces" else torch.float32)
+                                               dtype=torch.int32 if k == "uv_faces" else torch.float32, device=dev)
                             for k in ("texture", "uvs", "uv_faces")}
         self.verts = torch.as_tensor(np.asarray(verts.detach().cpu() if hasattr(verts, "detach") else verts),
-                                     dtype=torch.float32)
+                                     dtype=torch.float32, device=dev)
         self.faces = torch.as_tensor(np.asarray(faces.detach().cpu() if hasattr(faces, "detach") else faces),
-                                     dtype=torch.int32)
+                                     dtype=torch.int32, device=dev)
         if self.verts.dim() != 2 or self.verts.shape[-1] != 3:
             raise ValueError(f"ViewerState: verts must have shape (V, 3), got {tuple(self.verts.shape)}")
         if self.faces.dim() != 2 or self.faces.shape[-1] != 3:
             raise ValueError(f"ViewerState: faces must have shape (F, 3), got {tuple(self.faces.shape)}")
         if colors is None:
             colors = np.full((self.verts.shape[0], 3), 0.8, np.float32)
-        self.colors = torch.as_tensor(np.asarray(colors), dtype=torch.float32)
+        self.colors = torch.as_tensor(np.asarray(colors), dtype=torch.float32, device=dev)
         self.size = (int(size[0]), int(size[1]))
         self._home = dict(azimuth=float(azimuth), elevation=float(elevation), distance=float(distance))
         self.azimuth, self.elevation, self.distance = float(azimuth), float(elevation), float(distance)
@@ -225,7 +229,8 @@ class ViewerState:
         import taichirast as tr
 
         return tr.PerspectiveCamera.look_at([self.eye().tolist()], at=[self.at.tolist()], up=(0.0, 1.0, 0.0),
-                                            fov_y=self.fov, image_size=self.size, near=0.05, far=100.0)
+                                            fov_y=self.fov, image_size=self.size, near=0.05, far=100.0,
+                                            device=self.device)
 
     def lights(self, direction=None, color=None):
         """The current :class:`taichirast.Lights` (ambient + one directional light)."""
@@ -236,12 +241,12 @@ class ViewerState:
         c = self.light_color if color is None else color
         return tr.Lights(ambient=t.tensor(np.asarray(self.ambient), dtype=t.float32),
                          directions=t.tensor(np.asarray(d, np.float64)[None], dtype=t.float32),
-                         colors=t.tensor(np.asarray(c, np.float64)[None], dtype=t.float32))
+                         colors=t.tensor(np.asarray(c, np.float64)[None], dtype=t.float32)).to(device=self.device)
 
     def render_kwargs(self) -> dict:
         """The keyword arguments :meth:`frame` passes to :func:`taichirast.render` (besides verts, faces, camera, lights)."""
         kw = dict(colors=self.colors, mode=self.mode, sigma=self.sigma, gamma=self.gamma,
-                  background=self.torch.tensor(self.background, dtype=self.torch.float32),
+                  background=self.torch.tensor(self.background, dtype=self.torch.float32, device=self.device),
                   antialias=self.antialias and self.mode in ("hard", "dibr"))
         if self.texture is not None:
             kw.update(self.texture)
@@ -263,7 +268,7 @@ class ViewerState:
     def frame(self) -> np.ndarray:
         """The image ``(H, W, 3)`` float32: ``tr.render`` of the mesh with the current camera, mode, light and background."""
         with self.torch.no_grad():
-            return self._render().numpy().astype(np.float32)
+            return self._render().cpu().numpy().astype(np.float32)
 
     # -- event handlers (fractions of the window: x right, y down) --
     def on_drag(self, dx: float, dy: float, button: str = "left") -> None:
@@ -276,7 +281,7 @@ class ViewerState:
             self.distance = float(np.clip(self.distance * math.exp(2.0 * dy), 0.2, 100.0))
         elif button == "middle":
             cam = self.camera()
-            R = cam.R[0].detach().numpy().astype(np.float64)  # rows: x right, y down, z forward
+            R = cam.R[0].detach().cpu().numpy().astype(np.float64)  # rows: x right, y down, z forward
             scale = 2.0 * self.distance * math.tan(math.radians(self.fov) / 2)
             self.at = self.at - scale * (dx * R[0] + dy * R[1])
         else:
@@ -339,8 +344,8 @@ class ViewerState:
                 e = np.zeros(3)
                 e[k] = h
                 kw = [dict(direction=base + s * e) if param == "light_direction" else dict(color=base + s * e) for s in (1, -1)]
-                ip = self._render(lights=self.lights(**kw[0])).numpy().astype(np.float64)
-                im = self._render(lights=self.lights(**kw[1])).numpy().astype(np.float64)
+                ip = self._render(lights=self.lights(**kw[0])).cpu().numpy().astype(np.float64)
+                im = self._render(lights=self.lights(**kw[1])).cpu().numpy().astype(np.float64)
                 cols.append((ip - im) / (2 * h))
         return np.stack(cols, -1)
 
@@ -349,9 +354,9 @@ class ViewerState:
         t = self.torch
         v = self.verts.clone().requires_grad_(True)
         img = self._render(verts=v)
-        loss = ((img - t.from_numpy(self.target)) ** 2).mean() if self.target is not None else img.mean()
+        loss = ((img - t.from_numpy(self.target).to(self.device)) ** 2).mean() if self.target is not None else img.mean()
         (g,) = t.autograd.grad(loss, v)
-        return g.numpy()
+        return g.cpu().numpy()
 
     def gradient_view(self, param: str | None = None, component: int | None = None) -> np.ndarray:
         """Per-pixel gradient magnitude ``(H, W)`` float32 for ``param`` (default ``grad_param``); see the module docstring.
@@ -364,15 +369,15 @@ class ViewerState:
             raise ValueError(f"gradient_view: param must be one of {GRAD_PARAMS}, got {param!r}")
         if param == "vertices":
             g = np.linalg.norm(self.vertex_gradient(), axis=1)
-            col = self.torch.from_numpy(np.repeat(g[:, None], 3, 1).astype(np.float32))
+            col = self.torch.from_numpy(np.repeat(g[:, None], 3, 1).astype(np.float32)).to(self.device)
             with self.torch.no_grad():
                 img = self._render(colors=col, lights=None, mode="hard")
-                img = img.numpy()
+                img = img.cpu().numpy()
             import taichirast as tr
 
             with self.torch.no_grad():  # background pixels: zero (the render's background colour is not a gradient)
                 _, frags = tr.render(self.verts, self.faces, self.camera(), mode="hard", return_fragments=True)
-            return (img[..., 0] * (frags.face_id[0].numpy() >= 0)).astype(np.float32)
+            return (img[..., 0] * (frags.face_id[0].cpu().numpy() >= 0)).astype(np.float32)
         J = self.light_jacobian(param)  # (H, W, C, K)
         if self.target is not None:
             dL_dI = 2.0 * (self.frame().astype(np.float64) - self.target) / self.target.size

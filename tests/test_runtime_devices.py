@@ -34,6 +34,14 @@ def test_local_gpu_visible_devices_bad_env(env, words):
         runtime.local_gpu_visible_devices(env)
 
 
+def test_local_rank_beyond_the_machines_gpus_is_a_clear_error():
+    # e.g. torchrun --nproc_per_node=2 on a 1-GPU machine: rank 1 would see no GPU (NCCL: "no GPUs found")
+    with pytest.raises(ValueError, match="LOCAL_RANK=1 but this machine has 1 GPU"):
+        runtime.local_gpu_visible_devices({"LOCAL_RANK": "1"}, gpu_count=1)
+    assert runtime.local_gpu_visible_devices({"LOCAL_RANK": "1"}, gpu_count=2) == "1"
+    assert runtime.local_gpu_visible_devices({"LOCAL_RANK": "1"}, gpu_count=None) == "1"  # count unknown
+
+
 def test_cuda_index_problem():
     assert runtime.cuda_index_problem("cpu", None) is None
     assert runtime.cuda_index_problem("cuda", None) is None
@@ -52,3 +60,37 @@ def test_bind_local_gpu_sets_the_visible_device_in_a_fresh_process():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["cpu", "5"]
+
+
+@pytest.mark.parametrize("env, visible, prefer, want", [
+    ("auto", True, None, "cuda"),    # no data at hand: CUDA when visible
+    ("auto", False, None, "cpu"),
+    ("auto", True, "cpu", "cpu"),    # CPU tensors on a GPU machine: the CPU backend
+    ("auto", False, "cuda", "cuda"),  # CUDA tensors: the CUDA backend
+    ("", True, "cpu", "cpu"),        # unset or empty is auto
+    ("cpu", True, "cuda", "cpu"),    # a named arch always wins
+    ("cuda", False, "cpu", "cuda"),
+    ("vulkan", True, "cpu", "vulkan"),
+])
+def test_auto_arch_follows_the_data(monkeypatch, env, visible, prefer, want):
+    monkeypatch.setenv("TAICHIRAST_ARCH", env)
+    monkeypatch.setattr(runtime, "_cuda_visible", lambda: visible)
+    assert runtime.requested_arch(prefer) == want
+
+
+def test_cpu_tensors_start_the_cpu_backend_on_a_gpu_machine_under_auto():
+    """A script written with CPU tensors, on a machine where CUDA looks visible: TAICHIRAST_ARCH=auto
+    starts the CPU backend (the first tensors are CPU ones), so it runs instead of being refused."""
+    code = textwrap.dedent("""
+        import torch, taichirast as tr
+        from taichirast import runtime
+        runtime._cuda_visible = lambda: True
+        assert runtime.requested_arch() == "cuda"
+        sv = torch.tensor([[[1.0, 1, 1], [7, 1, 1], [1, 7, 1]]])
+        fr = tr.rasterize(sv, torch.tensor([[0, 1, 2]]), (8, 8))
+        assert runtime.arch() == "cpu" and int((fr.face_id == 0).sum()) > 0
+        print("ok")
+    """)
+    env = dict(os.environ, TAICHIRAST_ARCH="auto")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]

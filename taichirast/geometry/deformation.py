@@ -341,9 +341,9 @@ def arap_solve(verts_rest, faces, handle_idx, handle_pos, iterations: int = 10, 
             R = R[0]
             # eq. 9: b_i = sum_j w_ij / 2 (R_i + R_j) (v_i - v_j)
             t = 0.5 * w_dir[0, :, None] * ((R[src] + R[dst]) @ e_rest[0, :, :, None])[..., 0]
-            b = torch.zeros(V, 3, dtype=torch.float64).index_add_(0, src, t).numpy()
+            b = torch.zeros(V, 3, dtype=torch.float64, device=t.device).index_add_(0, src, t).cpu().numpy()
             x = np.stack([solve(b[free, k] - rhs_c[:, k]) for k in range(3)], 1)
-            p[torch.from_numpy(free)] = torch.from_numpy(x)
+            p[torch.as_tensor(free, device=p.device)] = torch.as_tensor(x, device=p.device)  # CPU solve
         if return_history:
             history.append(p.to(verts_rest.dtype).to(verts_rest.device).clone())
     out = p.to(dtype=verts_rest.dtype, device=verts_rest.device)

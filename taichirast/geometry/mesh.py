@@ -143,9 +143,10 @@ def vertex_normals(verts, faces, weighting: str = "area", backend: str = "auto")
 
 def _kernel_readable(x):
     """True when the Taichi backend reads ``x`` in place (CPU tensors on cpu, CUDA on cuda)."""
-    from ..runtime import requested_arch
+    from ..runtime import arch, requested_arch
 
-    return x.device.type == ("cuda" if requested_arch() == "cuda" else "cpu")
+    a = arch() or requested_arch(prefer=x.device.type)  # before Taichi starts: where auto would start it
+    return x.device.type == ("cuda" if a == "cuda" else "cpu")
 
 
 def _vertex_normals_torch(v, f, weighting):

@@ -70,7 +70,6 @@ class _FeastFunction(torch.autograd.Function):
         from taichirast.kernels import graph as kgraph
         from taichirast.kernels import real_type
 
-        runtime.ensure_init()
         for name, t in (("a", a), ("b", b), ("c", c), ("xw", xw)):
             runtime.check_tensor_device("feast_aggregate", name, t)
         N, M, D = xw.shape
