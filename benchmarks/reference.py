@@ -25,7 +25,8 @@ def dense_soft_rasterize(sv, faces, colors, image_size, background, sigma=1e-4, 
     H, W = image_size
     s = 2.0 / min(H, W)
     B = sv.shape[0]
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=sv.dtype) + 0.5, torch.arange(W, dtype=sv.dtype) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=sv.dtype, device=sv.device) + 0.5,
+                            torch.arange(W, dtype=sv.dtype, device=sv.device) + 0.5, indexing="ij")
     p = torch.stack([xs, ys], -1).reshape(1, -1, 1, 2)  # (1, P, 1, 2)
     tri = sv[:, faces.long()]  # (B, F, 3, 3)
     s0, s1, s2 = (tri[:, None, :, i, :2] for i in range(3))  # (B, 1, F, 2)

@@ -2,7 +2,7 @@
 
     python -m benchmarks                  # icosphere level 4 and the bunny, 256^2 and 512^2
     python -m benchmarks --quick          # fewer repeats, icosphere only
-    TAICHIRAST_ARCH=cuda python -m benchmarks --device cuda
+    python -m benchmarks --device cuda    # + nvdiffrast / PyTorch3D on the same scene (benchmarks.peers)
 
 Prints a markdown table and writes JSON (``--out``, default bench_out/results.json). Times are
 medians over ``--repeat`` runs after a warm-up (which compiles the kernels). Memory: peak
@@ -63,6 +63,12 @@ class PeakRSS:
         self._stop.set()
         self.t.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def default_device():
+    """``"cuda"`` when Taichi is asked for its CUDA backend (``TAICHIRAST_ARCH=cuda``), else ``"cpu"``:
+    the device whose tensors Taichi reads in place."""
+    return "cuda" if tr.runtime.requested_arch() == "cuda" else "cpu"
 
 
 def sync(device):
@@ -203,7 +209,7 @@ def bench_shaded(device, repeat, size=512):
                                        near=0.1, far=10.0, device=device)
     lights = tr.Lights(ambient=torch.tensor([0.3] * 3), directions=torch.tensor([[-0.5, -0.7, -0.5]]),
                        colors=torch.tensor([[0.9, 0.9, 0.9]])).to(device=device)
-    mat = tr.Material(specular=torch.tensor([0.2] * 3), shininess=torch.tensor(20.0))
+    mat = tr.Material(specular=torch.tensor([0.2] * 3, device=device), shininess=torch.tensor(20.0, device=device))
     for name, v, f, tex in scenes:
         verts = torch.from_numpy(v).to(device)
         faces = torch.from_numpy(f).to(device)
@@ -341,11 +347,16 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--sigma", type=float, default=1e-4)
-    p.add_argument("--device", default="cuda" if tr.runtime.requested_arch() == "cuda" else "cpu")
+    p.add_argument("--device", default=default_device())
     p.add_argument("--quick", action="store_true", help="icosphere only, 3 repeats")
     p.add_argument("--shading", action="store_true", help="only the lit / textured render rows (Spot, bunny)")
     p.add_argument("--out", default=os.path.join("bench_out", "results.json"))
     args = p.parse_args(argv)
+    if args.device == "cuda" and tr.runtime.requested_arch() != "cuda":
+        if tr.runtime.arch() is not None or "TAICHIRAST_ARCH" in os.environ:
+            raise SystemExit(f"--device cuda needs Taichi's CUDA backend; TAICHIRAST_ARCH is "
+                             f"{os.environ.get('TAICHIRAST_ARCH')!r}: set it to cuda")
+        os.environ["TAICHIRAST_ARCH"] = "cuda"
     if args.quick:
         args.repeat = 3
     if args.shading:
@@ -426,6 +437,12 @@ def main(argv=None):
         print()
         print("Soft against hard rasterization (python -m benchmarks.soft --sphere):", flush=True)
         soft.main(["--rounds", str(args.repeat), "--sphere"])
+    if args.device == "cuda":
+        from benchmarks import peers
+
+        print()
+        print("GPU peers on the same scene (python -m benchmarks.peers):", flush=True)
+        peers.main(["--size", str(max(args.sizes)), "--rounds", str(2 * args.repeat)])
     return rows, ref
 
 

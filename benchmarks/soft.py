@@ -19,6 +19,7 @@ import os
 import torch
 
 import taichirast as tr
+from benchmarks.run import default_device
 from benchmarks.visibility import interleaved
 from taichirast import io as trio
 from taichirast import meshes
@@ -26,14 +27,15 @@ from taichirast import meshes
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "meshes")
 
 
-def _scene(name, size):
+def _scene(name, size, device):
     if name == "bunny":
         v, f = trio.load_mesh(os.path.join(SHARED, "bunny.obj"))
         v = trio.normalize_mesh(v)
     else:
         v, f = meshes.icosphere(int(name[len("icosphere"):]))
-    v, f = torch.from_numpy(v), torch.from_numpy(f)
-    cam = tr.PerspectiveCamera.look_at([0.4, 0.3, 2.6], fov_y=45.0, image_size=(size, size), near=0.1, far=10.0)
+    v, f = torch.from_numpy(v).to(device), torch.from_numpy(f).to(device)
+    cam = tr.PerspectiveCamera.look_at([0.4, 0.3, 2.6], fov_y=45.0, image_size=(size, size), near=0.1, far=10.0,
+                                       device=device)
     with torch.no_grad():
         sv = tr.project(v, cam)
     cols = (v - v.min(0).values) / (v.max(0).values - v.min(0).values)
@@ -42,7 +44,7 @@ def _scene(name, size):
 
 def _cases(sv, f, cols, size, with_exact=True):
     g = torch.Generator().manual_seed(0)
-    w = torch.rand(1, size, size, 4, generator=g)
+    w = torch.rand(1, size, size, 4, generator=g).to(sv.device)
     kw = dict(sigma=1e-4, gamma=1e-4, near=0.1, far=10.0)
 
     def hard():
@@ -65,7 +67,7 @@ def _cases(sv, f, cols, size, with_exact=True):
 
 
 def measure(name, size, rounds, with_exact=True):
-    sv, f, cols = _scene(name, size)
+    sv, f, cols = _scene(name, size, default_device())
     cases = _cases(sv, f, cols, size, with_exact)
     times = interleaved(cases, rounds)
     err = None

@@ -27,26 +27,34 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/run.py
 import torch  # noqa: E402
 
 import taichirast as tr  # noqa: E402
-from benchmarks.run import SHARED, scene  # noqa: E402
+from benchmarks.run import SHARED, default_device, scene  # noqa: E402
 from taichirast.stages.blenders import splat_positions  # noqa: E402
 
 
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleaved(cases, repeat):
-    """``{label: median ms}``, each round running every case once (after one compiling warm-up)."""
+    """``{label: median ms}``, each round running every case once (after one compiling warm-up).
+    On CUDA each case is timed to the end of its GPU work (synchronised before and after)."""
     for fn in cases.values():
         fn()
     times = {k: [] for k in cases}
     for _ in range(repeat):
         for label, fn in cases.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             times[label].append((time.perf_counter() - t0) * 1000.0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def primitive_cases(sv, f, cols, size):
     g = torch.Generator().manual_seed(0)
-    w = torch.rand(1, size, size, 4, generator=g)
+    w = torch.rand(1, size, size, 4, generator=g).to(sv.device)
     topo = tr.edge_topology(f)
     rgba_cols = torch.cat([cols, torch.ones_like(cols[:, :1])], -1)
 
@@ -99,7 +107,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     name = "bunny" if os.path.exists(os.path.join(SHARED, "bunny.obj")) else "icosphere4"
-    sv, f, cols, cam = scene(name, args.size, "cpu")
+    device = default_device()
+    sv, f, cols, cam = scene(name, args.size, device)
     info = tr.info()
     print(f"taichirast {info['taichirast']} | taichi {info['taichi']} | arch {info['arch']} | "
           f"{info['cpu_count']} CPU cores | {name}, {f.shape[0]} faces, {args.size}²", flush=True)
@@ -120,6 +129,7 @@ def main(argv=None):
 
         v, ff = meshes.icosphere(4)
         verts, f = torch.from_numpy(v), torch.from_numpy(ff)
+    verts, f = verts.to(device), f.to(device)
     steps = interleaved(step_cases(verts, f, cam), args.repeat)
     ref = steps["hard + antialias"]
     print()
