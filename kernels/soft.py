@@ -369,12 +369,6 @@ def build(real):
         return used
 
     @ti.kernel
-    def ranks(order: iarr, rank: iarr):
-        """rank[b, order[b, i]] = i: each face's place in the depth order."""
-        for b, i in ti.ndrange(order.shape[0], order.shape[1]):
-            rank[b, order[b, i]] = i
-
-    @ti.kernel
     def forward(fs: arr, faces: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
                 out: arr, aux: arr, cut: iarr, T: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 kc: real, lnia: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
@@ -648,7 +642,7 @@ def build(real):
     ns = Kernels()
     for name, obj in dict(setup=setup, forward=forward, pixel_prep=pixel_prep, backward=backward,
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
-                          ranks=ranks, tile_max_cut=tile_max_cut,
+                          tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
                           expm1=expm1).items():
         setattr(ns, name, obj)

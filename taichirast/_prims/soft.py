@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import _array as A
 from .. import _validate as V
-from .._binning import bin_faces
+from .._binning import bin_faces, ranks_of
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
@@ -203,9 +203,8 @@ def depth_ordered_setup(K, sv, faces, params, d2cull):
     inv_z = fs[:, :, soft.FS_IZ:soft.FS_IZ + 3]
     key = -(inv_z.amax(dim=2) if A.is_torch(inv_z) else inv_z.max(axis=2))
     order = A.argsort_last(key)
-    rank = A.empty(sv, (B, F), "int32")
-    K.ranks(order, rank)
-    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order)
+    rank = ranks_of(order)
+    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order, rank=rank)
     return fs, offsets, tile_faces, rank
 
 
