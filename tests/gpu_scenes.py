@@ -57,9 +57,9 @@ ALL_PRIMITIVES = """
 
 
 def assert_equal_up_to_sum_order(a, b):
-    """Bitwise equal on the CPU backend. On a GPU, sums made of atomic adds (gradients scattered to
-    vertices, vertex normals) add in an order that varies run to run: equal to float rounding there
-    (1e-12 relative in float64, 1e-5 in float32)."""
+    """Bitwise equal on the CPU backend (use it for forward passes: gradients scattered with atomic
+    adds vary in their last bits there too). On a GPU, sums made of atomic adds (vertex normals) add in an order that varies run to
+    run: equal to float rounding there (1e-12 relative in float64, 1e-5 in float32)."""
     import torch
 
     if a.device.type == "cpu":

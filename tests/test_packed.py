@@ -1,6 +1,6 @@
 """tr.Meshes: a batch of different meshes with a camera each, rendered in one call, equals the
-single renders (bitwise in hard mode), with the same gradients; float64 gradcheck through it;
-bad packed input is a clear error."""
+single renders (bitwise in hard mode on the CPU), with the same gradients (to float rounding);
+float64 gradcheck through it; bad packed input is a clear error."""
 import pytest
 import torch
 from gpu_scenes import assert_equal_up_to_sum_order
@@ -37,7 +37,9 @@ def test_batch_of_different_meshes_equals_single_renders(mode, exact):
         (single * w[i:i + 1]).sum().backward()
         if exact:
             assert_equal_up_to_sum_order(out[i:i + 1], single.detach())
-            assert_equal_up_to_sum_order(leaves[i].grad, v.grad)
+            # gradients are scattered to the vertices with atomic adds, whose order varies with
+            # thread timing on every backend (seen in CI on the CPU): equal to float32 rounding
+            torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-5, atol=1e-6 * float(v.grad.abs().max()))
         else:
             torch.testing.assert_close(out[i:i + 1], single.detach(), rtol=0, atol=1e-6)
             # on a GPU the float32 atomic sums add in another order: seen 2.1e-6 (H200, DIB-R)
