@@ -21,6 +21,7 @@ meshes, and the same numbers for the untrained template (a sphere) as a baseline
     python demos/single_image_3d.py                 # default run (minutes on 2 CPU cores)
     python demos/single_image_3d.py --smoke         # tiny configuration for CI (seconds)
     python demos/single_image_3d.py --resume        # continue from OUT/checkpoint.pt
+    torchrun --standalone --nproc_per_node=2 demos/single_image_3d.py   # DDP: each process a share of every batch
 
 Writes ``OUT/checkpoint.pt`` (every ``--ckpt-every`` steps and at the end; ``--resume`` continues
 from it), ``OUT/metrics.json`` (the per-category table), ``OUT/reconstructions.png`` (rows of
@@ -42,6 +43,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taichirast as tr  # noqa: E402
+from taichirast import distributed  # noqa: E402
 from taichirast import io as trio  # noqa: E402
 from taichirast import meshes  # noqa: E402
 from taichirast import tensorboard as tb  # noqa: E402
@@ -264,7 +266,7 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=500, help="training shapes")
     p.add_argument("--test", type=int, default=50, help="held-out shapes")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 1500; 6 with --smoke)")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=None, help="shapes per step, over all processes (16; 5 with --smoke)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--size", type=int, default=64, help="image size of every view")
     p.add_argument("--views", type=int, default=3, help="supervision views per object (>= 2)")
@@ -282,12 +284,18 @@ def main(argv=None):
     add_tensorboard_arg(p)
     args = p.parse_args(argv)
     if args.smoke:
-        args.train, args.test, args.batch, args.size, args.level = 10, 5, 5, 32, 2
+        args.train, args.test, args.size, args.level = 10, 5, 32, 2
         args.ckpt_every, args.eval_res = 3, 16
     if args.steps is None:
         args.steps = 6 if args.smoke else 1500
+    if args.batch is None:
+        args.batch = 5 if args.smoke else 16
     if args.views < 2:
         p.error(f"--views must be >= 2, got {args.views}")
+    ctx = distributed.init()  # rank 0 of 1 unless started by torchrun
+    if args.batch % ctx.world_size:
+        p.error(f"--batch {args.batch} must be a multiple of the {ctx.world_size} processes")
+    main_proc = distributed.is_main(ctx)
     torch.manual_seed(args.seed)
     t_data = time.time()
     shapes, inputs, targets = make_dataset(args.train, args.seed, args.size, args.views)
@@ -295,7 +303,9 @@ def main(argv=None):
     t_data = time.time() - t_data
     tv, tf = meshes.icosphere(args.level, radius=0.6)
     template, faces = torch.from_numpy(tv), torch.from_numpy(tf)
-    model = Reconstructor(template)
+    net = model = Reconstructor(template)  # same seed, same initial weights in every process
+    if ctx.distributed:  # torchrun: each process renders and backpropagates its share of every batch
+        model = torch.nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sup_cams = [cameras([v], args.size) for v in supervision_views(args.views)]
     weights = dict(laplacian=args.laplacian, edge=args.edge, normal=args.normal)
@@ -304,17 +314,19 @@ def main(argv=None):
     start, elapsed = 0, 0.0
     if args.resume and os.path.exists(ckpt):
         state = torch.load(ckpt)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, elapsed = state["step"], state["elapsed"]
-        print(f"resumed from {ckpt} at step {start}")
-    gen = np.random.default_rng(args.seed + 1 + start)
-    tbw = tensorboard_writer(args)
-    it = progress(args.steps - start, "single_image_3d", quiet=args.quiet)
+        if main_proc:
+            print(f"resumed from {ckpt} at step {start}")
+    gen = np.random.default_rng(args.seed + 1 + start)  # the same global batches in every process
+    tbw = tensorboard_writer(args) if main_proc else None
+    it = progress(args.steps - start, "single_image_3d", quiet=args.quiet or not main_proc)
     t0 = time.time()
     for i in it:
         step = start + i
-        idx = torch.from_numpy(gen.choice(len(shapes), size=min(args.batch, len(shapes)), replace=False))
+        idx = gen.choice(len(shapes), size=min(args.batch, len(shapes)), replace=False)
+        idx = torch.tensor(distributed.shard(idx, ctx))
         verts, cols = model(inputs[idx])
         pred = render_views(verts, faces, cols, sup_cams, args.sigma)
         iou_l, col_l, reg = loss_terms(pred, targets[idx], verts, faces, weights)
@@ -326,10 +338,14 @@ def main(argv=None):
             it.set_postfix(iou=f"{1 - float(iou_l):.3f}", color=f"{float(col_l):.3f}")
         if tbw is not None:
             tb.add_scalars(tbw, {"loss": loss, "soft_iou": 1 - iou_l, "color_l1": col_l}, step)
-        if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+        if main_proc and ((step + 1) % args.ckpt_every == 0 or step + 1 == args.steps):
+            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step + 1,
                         "elapsed": elapsed + time.time() - t0, "args": vars(args)}, ckpt)
     elapsed += time.time() - t0
+    if not main_proc:
+        distributed.finish(ctx)
+        return None
+    model = net
     rows = evaluate(model, test_shapes, test_inputs, faces, n_points=500 if args.smoke else 2000, res=args.eval_res)
     t = table(rows)
     img = picture(model, test_inputs, test_shapes, faces, args.size)
@@ -350,6 +366,7 @@ def main(argv=None):
           f"arch {tr.runtime.arch()}")
     print_table(t, args.test)
     print(f"wrote {path} (rows: input | prediction from two novel views | ground truth from the same views)")
+    distributed.finish(ctx)
     return res
 
 
