@@ -13,8 +13,8 @@ the camera). Then
 ``fill_ordered`` is the deterministic variant: one thread walks the faces in a given order
 (per batch, ``order (B, F)``), so every tile's list is in that order, run to run (the soft
 rasterizer's depth-ordered walk, kernels/soft.py). Serial, it costs a few ns per entry on a CPU
-core -- and one GPU thread at memory latency per entry on a GPU, where it dominated the soft
-pass (bunny 512² on an H200: ~160 ms of 163). On GPUs the same lists come from ``fill`` (parallel,
+core -- and one GPU thread at memory latency per entry on a GPU (on an H200 the soft pass took
+163 ms for the bunny at 512², forward nearly all of it, growing with faces rather than pixels). On GPUs the same lists come from ``fill`` (parallel,
 timing-dependent order) followed by ``sort_tiles``: one thread per tile heap-sorts its list by
 ``rank[b, f]`` (the face's place in ``order``, from ``ranks``). Ranks are a permutation, so the
 sorted list is exactly ``fill_ordered``'s, entry for entry (tested on the CPU).
