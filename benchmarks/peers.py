@@ -47,10 +47,9 @@ def to_clip(sv, size, near=NEAR, far=FAR):
 def to_pytorch3d_ndc(sv, size):
     """Our screen vertices as PyTorch3D NDC (+x left, +y up, the shorter side spanning [-1, 1]) with the
     camera depth as z, which is what its rasterizer takes after ``MeshRasterizer``'s projection."""
-    H, W = size
-    s = min(H, W)
-    x, y, z = sv.unbind(-1)
-    return torch.stack([-(2 * x - W) / s, -(2 * y - H) / s, z], -1)
+    from taichirast.geometry.camera_models import pixel_to_pytorch3d_ndc
+
+    return torch.cat([pixel_to_pytorch3d_ndc(sv[..., :2], size), sv[..., 2:]], -1)
 
 
 def ours_cases(sv, f, rgba, w, size):

@@ -1,0 +1,41 @@
+"""benchmarks.peers: the conversions that give nvdiffrast and PyTorch3D our scene, and the table's
+plumbing (on a machine without the peers they are reported, not timed)."""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import peers  # noqa: E402
+
+
+def test_clip_space_puts_pixel_centres_and_depths_where_nvdiffrast_reads_them():
+    H, W = 32, 64
+    sv = torch.tensor([[[0.5, 0.5, peers.NEAR], [W - 0.5, H - 0.5, peers.FAR], [W / 2, H / 2, 1.0]]],
+                      dtype=torch.float64)
+    c = peers.to_clip(sv, (H, W))
+    ndc = c[..., :3] / c[..., 3:]
+    # nvdiffrast: column c, row r at NDC x = 2 (c + 0.5) / W - 1, y = 2 (r + 0.5) / H - 1; z in [-1, 1]
+    torch.testing.assert_close(ndc[0, 0], torch.tensor([1 / W - 1, 1 / H - 1, -1.0], dtype=torch.float64))
+    torch.testing.assert_close(ndc[0, 1], torch.tensor([1 - 1 / W, 1 - 1 / H, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(ndc[0, 2, :2], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(c[..., 3], sv[..., 2])  # w = camera depth: perspective-correct interpolation
+
+
+def test_pytorch3d_ndc_is_flipped_and_keeps_depth():
+    sv = torch.tensor([[[0.0, 0.0, 2.0], [64.0, 32.0, 3.0]]])
+    out = peers.to_pytorch3d_ndc(sv, (32, 64))
+    torch.testing.assert_close(out[0, 0], torch.tensor([2.0, 1.0, 2.0]))  # top left: +x left, +y up
+    torch.testing.assert_close(out[0, 1], torch.tensor([-2.0, -1.0, 3.0]))
+
+
+def test_measure_times_ours_and_reports_missing_peers():
+    faces, table, notes = peers.measure("icosphere4", 32, 1, device="cpu")
+    assert faces == 5120
+    assert set(table) == {"raster+interp fwd", "raster+interp fwd+bwd", "+ antialias fwd+bwd"}
+    assert all(row["taichirast"] > 0 for row in table.values())
+    for peer, note in notes.items():
+        if peer not in next(iter(table.values())):
+            assert note.startswith(("not importable", "failed")), note
+        else:
+            assert "coverage agrees with ours" in note
