@@ -220,7 +220,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.smoke:
         args.train, args.test, args.steps, args.batch, args.size, args.lr = 12, 4, 80, 4, 64, 1e-2
-    ctx = distributed.init()  # rank 0 of 1 unless started by torchrun
+    ctx = distributed.init(device="cpu")  # rank 0 of 1 unless started by torchrun; CPU tensors: gloo
     torch.manual_seed(args.seed)
     level = 1 if args.smoke else 2
     train = make_dataset(args.train, args.seed, level=level)

@@ -292,7 +292,7 @@ def main(argv=None):
         args.batch = 5 if args.smoke else 16
     if args.views < 2:
         p.error(f"--views must be >= 2, got {args.views}")
-    ctx = distributed.init()  # rank 0 of 1 unless started by torchrun
+    ctx = distributed.init(device="cpu")  # rank 0 of 1 unless started by torchrun; CPU tensors: gloo
     if args.batch % ctx.world_size:
         p.error(f"--batch {args.batch} must be a multiple of the {ctx.world_size} processes")
     main_proc = distributed.is_main(ctx)

@@ -32,15 +32,20 @@ class Context(NamedTuple):
     distributed: bool
 
 
-def init(backend: str | None = None) -> Context:
+def init(backend: str | None = None, device: str | None = None) -> Context:
     """Join the job ``torchrun`` started (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``
     in the environment); a single process (no ``WORLD_SIZE`` or 1) gets rank 0 of 1 and no group.
 
-    ``backend`` defaults to ``"nccl"`` when Taichi runs on CUDA and ``"gloo"`` otherwise.
+    ``device``: ``"cpu"`` for a script whose tensors live on the CPU (no GPU is bound; gloo), else
+    the GPU when Taichi is asked for CUDA (``TAICHIRAST_ARCH``; under ``auto``, when one is visible).
+    ``backend`` defaults to ``"nccl"`` on CUDA and ``"gloo"`` otherwise.
     """
     from .runtime import bind_local_gpu
 
-    device = bind_local_gpu()  # before anything touches CUDA
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"distributed.init: device must be 'cpu', 'cuda' or None, got {device!r}")
+    if device != "cpu":
+        device = bind_local_gpu()  # before anything touches CUDA
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return Context(0, 1, device, False)

@@ -54,6 +54,20 @@ def test_shard_and_single_process_context(monkeypatch):
         distributed.shard(range(5), two)
 
 
+
+def test_cpu_device_binds_no_gpu(monkeypatch):
+    """A script with CPU tensors (the demos) asks for the CPU: no GPU is bound even where torchrun set
+    LOCAL_RANK and CUDA is requested, and the device is 'cpu'."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("TAICHIRAST_ARCH", "cuda")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    ctx = distributed.init(device="cpu")
+    assert ctx.device == "cpu" and "CUDA_VISIBLE_DEVICES" not in os.environ
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or None, got 'gpu'"):
+        distributed.init(device="gpu")
+
+
 def test_segmentation_demo_under_torchrun_matches_one_process(tmp_path):
     """demos/mesh_segmentation.py --smoke under torchrun (2 processes, DDP) trains to the same
     held-out accuracy as one process on the whole batches."""
