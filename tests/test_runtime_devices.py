@@ -81,14 +81,22 @@ def test_auto_arch_follows_the_data(monkeypatch, env, visible, prefer, want):
 def test_cpu_tensors_start_the_cpu_backend_on_a_gpu_machine_under_auto():
     """A script written with CPU tensors, on a machine where CUDA looks visible: TAICHIRAST_ARCH=auto
     starts the CPU backend (the first tensors are CPU ones), so it runs instead of being refused."""
-    code = textwrap.dedent("""
-        import torch, taichirast as tr
+    from gpu_scenes import ALL_PRIMITIVES
+
+    # every render path (each primitive, through render) must let the tensors decide, none may
+    # start Taichi first (which would try CUDA: on this machine Taichi would warn and fall back)
+    code = textwrap.dedent(ALL_PRIMITIVES) + textwrap.dedent("""
+        import warnings
         from taichirast import runtime
         runtime._cuda_visible = lambda: True
         assert runtime.requested_arch() == "cuda"
-        sv = torch.tensor([[[1.0, 1, 1], [7, 1, 1], [1, 7, 1]]])
-        fr = tr.rasterize(sv, torch.tensor([[0, 1, 2]]), (8, 8))
-        assert runtime.arch() == "cpu" and int((fr.face_id == 0).sum()) > 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*is not available here")  # runtime's fallback warning
+            sv = torch.tensor([[[1.0, 1, 1], [7, 1, 1], [1, 7, 1]]])
+            fr = tr.rasterize(sv, torch.tensor([[0, 1, 2]]), (8, 8))
+            assert runtime.arch() == "cpu" and int((fr.face_id == 0).sum()) > 0
+            all_primitives(torch.float32)
+        assert runtime.arch() == "cpu"
         print("ok")
     """)
     env = dict(os.environ, TAICHIRAST_ARCH="auto")
