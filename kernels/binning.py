@@ -14,10 +14,11 @@ the camera). Then
 (per batch, ``order (B, F)``), so every tile's list is in that order, run to run (the soft
 rasterizer's depth-ordered walk, kernels/soft.py). Serial, it costs a few ns per entry on a CPU
 core -- and one GPU thread at memory latency per entry on a GPU (on an H200 the soft pass took
-163 ms for the bunny at 512², forward nearly all of it, growing with faces rather than pixels). On GPUs the same lists come from ``fill`` (parallel,
-timing-dependent order) followed by ``sort_tiles``: one thread per tile heap-sorts its list by
-``rank[b, f]`` (the face's place in ``order``, from ``ranks``). Ranks are a permutation, so the
-sorted list is exactly ``fill_ordered``'s, entry for entry (tested on the CPU).
+163 ms for the bunny at 512², forward nearly all of it, growing with faces rather than pixels).
+On GPUs the same lists come from ``fill`` (parallel, timing-dependent order) followed by
+``sort_tiles``: one thread per tile heap-sorts its list by ``rank[b, f]`` (the face's place in
+``order``, from ``ranks``). Ranks are a permutation, so the sorted list is exactly
+``fill_ordered``'s, entry for entry (tests/test_binning.py).
 
 List storage is sized from the counts, so no face is ever dropped (no fixed per-tile capacity).
 With ``fill`` the order of faces inside one tile depends on thread timing; the hard rasterizer
@@ -133,4 +134,5 @@ def build(real):
                 tile_faces[lo + end] = tmp
                 _sift_down(tile_faces, rank, b, lo, 0, end)
 
-    return types.SimpleNamespace(count=count, fill=fill, fill_ordered=fill_ordered, ranks=ranks, sort_tiles=sort_tiles)
+    return types.SimpleNamespace(count=count, fill=fill, fill_ordered=fill_ordered, ranks=ranks,
+                                 sort_tiles=sort_tiles)
