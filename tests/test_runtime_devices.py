@@ -102,3 +102,16 @@ def test_cpu_tensors_start_the_cpu_backend_on_a_gpu_machine_under_auto():
     env = dict(os.environ, TAICHIRAST_ARCH="auto")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("arch, want", [("cpu", "cpu"), ("vulkan", "cpu")])
+def test_torch_device_is_where_taichi_reads_tensors_in_place(arch, want):
+    """CPU tensors for the CPU backend and for Vulkan (which copies them); CUDA's case is in
+    tests/test_cuda.py (results on the GPU). A Vulkan request without a usable driver ends on the
+    CPU, which also reads CPU tensors."""
+    code = "import taichirast as tr; print(tr.runtime.torch_device(), tr.runtime.arch())"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, TAICHIRAST_ARCH=arch))
+    assert res.returncode == 0, res.stderr[-2000:]
+    device, actual = res.stdout.split()[-2:]
+    assert device == want and actual in (arch, "cpu"), res.stdout
