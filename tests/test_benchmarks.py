@@ -1,12 +1,13 @@
-"""benchmarks.peers: the conversions that give nvdiffrast and PyTorch3D our scene, and the table's
-plumbing (on a machine without the peers they are reported, not timed)."""
+"""Benchmark helpers: benchmarks.peers (the conversions that give nvdiffrast and PyTorch3D our scene,
+and the table's plumbing: on a machine without the peers they are reported, not timed) and
+benchmarks.vulkan_copies' traffic counter."""
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import peers  # noqa: E402
+from benchmarks import peers, vulkan_copies  # noqa: E402
 
 
 def test_clip_space_puts_pixel_centres_and_depths_where_nvdiffrast_reads_them():
@@ -39,3 +40,27 @@ def test_measure_times_ours_and_reports_missing_peers():
             assert note.startswith(("not importable", "failed")), note
         else:
             assert "coverage agrees with ours" in note
+
+
+def test_traffic_counts_launches_external_arrays_and_bytes():
+    import numpy as np
+    import taichi as ti
+
+    import taichirast as tr
+
+    tr.ensure_init()
+
+    @ti.kernel
+    def axpy(x: ti.types.ndarray(), y: ti.types.ndarray(), a: ti.f32):
+        for i in range(x.shape[0]):
+            y[i] += a * x[i]
+
+    x, y = np.ones(10, np.float32), torch.zeros(10)
+    axpy(x, y, 1.0)  # compile outside the count
+    with vulkan_copies.Traffic() as t:
+        axpy(x, y, 2.0)
+        axpy(x, y, 3.0)
+    assert (t.launches, t.arrays, t.bytes) == (2, 4, 4 * 40)
+    assert float(y[0]) == 6.0
+    axpy(x, y, 1.0)  # unwrapped again: nothing more is counted
+    assert t.launches == 2

@@ -1,0 +1,104 @@
+"""Host <-> device traffic of a render on Vulkan / Metal: the baseline for device residency.
+
+    TAICHIRAST_ARCH=vulkan python -m benchmarks.vulkan_copies            # bunny (or icosphere 4) at 512²
+    TAICHIRAST_ARCH=vulkan python -m benchmarks.vulkan_copies --size 256 --repeat 3
+
+On Vulkan and Metal, Taichi copies every NumPy array or torch tensor passed to a kernel to the
+device before the launch and back after it (external arrays; Taichi ndarrays would stay on the
+device). This counts, for one ``render`` forward + backward, the kernel launches, the external-array
+arguments among them and the bytes they carry (each argument crosses twice: up and back), by
+wrapping Taichi's ``Kernel.launch_kernel``; and times the same step (median of ``--repeat`` after a
+compiling warm-up). Cases: lit hard render (Lambert, one directional light) and soft render
+(sigma 1e-4), gradients to the vertices. On the CPU and CUDA backends the same arguments are read in
+place: the counts say what residency would save on Vulkan, not what those backends copy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+import taichirast as tr
+from benchmarks.run import SHARED
+from taichirast import io as trio
+from taichirast import meshes
+
+
+class Traffic:
+    """Counts Taichi kernel launches and the external arrays (NumPy / torch) passed to them."""
+
+    def __init__(self):
+        self.launches = self.arrays = self.bytes = 0
+
+    def __enter__(self):
+        from taichi.lang import kernel_impl
+
+        self._mod, self._orig = kernel_impl.Kernel, kernel_impl.Kernel.launch_kernel
+        traffic = self
+
+        def launch_kernel(kernel, t_kernel, *args):
+            traffic.launches += 1
+            for a in args:
+                if isinstance(a, torch.Tensor) or type(a).__module__ == "numpy":
+                    traffic.arrays += 1
+                    traffic.bytes += int(a.nbytes) if hasattr(a, "nbytes") else a.element_size() * a.numel()
+            return traffic._orig(kernel, t_kernel, *args)
+
+        self._mod.launch_kernel = launch_kernel
+        return self
+
+    def __exit__(self, *exc):
+        self._mod.launch_kernel = self._orig
+
+
+def _mesh():
+    path = os.path.join(SHARED, "bunny.obj")
+    if os.path.exists(path):
+        v, f = trio.load_mesh(path)
+        return "bunny", trio.normalize_mesh(v), f
+    v, f = meshes.icosphere(4)
+    return "icosphere4", v, f
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.vulkan_copies", description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=5)
+    a = p.parse_args(argv)
+    name, v, f = _mesh()
+    verts, faces = torch.from_numpy(v), torch.from_numpy(f)
+    cam = tr.PerspectiveCamera.look_at([1.6, 0.6, 2.0], fov_y=40.0, image_size=(a.size, a.size), near=0.1, far=10.0)
+    lights = tr.Lights(ambient=[0.3] * 3, directions=[[-0.5, -0.7, -0.5]], colors=[[0.9] * 3])
+    cols = (verts - verts.min(0).values) / (verts.max(0).values - verts.min(0).values)
+    cases = {"hard, lit": dict(mode="hard", lights=lights, material=tr.Material(model="lambert")),
+             "soft": dict(mode="soft", sigma=1e-4)}
+    print(f"arch {tr.ensure_init()} | {name}, {f.shape[0]} faces, {a.size}² | render fwd+bwd, gradients to the vertices")
+    print("| case | kernel launches | external-array arguments | host↔device copies | MB moved | ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for label, kw in cases.items():
+        def step():
+            vv = verts.clone().requires_grad_()
+            tr.render(vv, faces, cam, colors=cols, **kw).sum().backward()
+
+        step()  # compile
+        with Traffic() as t:
+            step()
+        times = []
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1000.0)
+        row = dict(case=label, launches=t.launches, arrays=t.arrays, copies=2 * t.arrays,
+                   mb=2 * t.bytes / 2**20, ms=statistics.median(times))
+        rows.append(row)
+        print(f"| {label} | {row['launches']} | {row['arrays']} | {row['copies']} | {row['mb']:.0f} | {row['ms']:.0f} |",
+              flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
