@@ -52,24 +52,34 @@ def to_pytorch3d_ndc(sv, size):
     return torch.cat([pixel_to_pytorch3d_ndc(sv[..., :2], size), sv[..., 2:]], -1)
 
 
-def ours_cases(sv, f, rgba, w, size):
-    topo = tr.edge_topology(f)
-
+def _cases(render, sv, rgba, w, antialias=True):
+    """The timed steps for one renderer: ``render(s, c, aa)`` -> image ``(1, H, W, 4)`` from screen
+    vertices ``s`` and colours ``c`` (differentiated in the fwd+bwd steps)."""
     def make(backward, aa=False):
         def step():
             with torch.set_grad_enabled(backward):
                 s, c = sv.detach().requires_grad_(backward), rgba.detach().requires_grad_(backward)
-                fr = tr.rasterize(s, f, size, near=NEAR)
-                img = tr.interpolate(c, f, fr)
-                if aa:
-                    img = tr.antialias(img, fr, s, f, topo)
+                img = render(s, c, aa)
                 if backward:
                     (img * w).sum().backward()
             return img
         return step
 
-    return {"raster+interp fwd": make(False), "raster+interp fwd+bwd": make(True),
-            "+ antialias fwd+bwd": make(True, True)}
+    cases = {"raster+interp fwd": make(False), "raster+interp fwd+bwd": make(True)}
+    if antialias:
+        cases["+ antialias fwd+bwd"] = make(True, True)
+    return cases
+
+
+def ours_cases(sv, f, rgba, w, size):
+    topo = tr.edge_topology(f)
+
+    def render(s, c, aa):
+        fr = tr.rasterize(s, f, size, near=NEAR)
+        img = tr.interpolate(c, f, fr)
+        return tr.antialias(img, fr, s, f, topo) if aa else img
+
+    return _cases(render, sv, rgba, w)
 
 
 def nvdiffrast_cases(sv, f, rgba, w, size):
@@ -78,22 +88,13 @@ def nvdiffrast_cases(sv, f, rgba, w, size):
     ctx = dr.RasterizeCudaContext(device=sv.device)
     tri = f.to(torch.int32).contiguous()
 
-    def make(backward, aa=False):
-        def step():
-            with torch.set_grad_enabled(backward):
-                s, c = sv.detach().requires_grad_(backward), rgba.detach().requires_grad_(backward)
-                pos = to_clip(s, size).contiguous()
-                rast, _ = dr.rasterize(ctx, pos, tri, resolution=list(size))
-                img, _ = dr.interpolate(c[None].contiguous(), rast, tri)
-                if aa:
-                    img = dr.antialias(img, rast, pos, tri)
-                if backward:
-                    (img * w).sum().backward()
-            return img
-        return step
+    def render(s, c, aa):
+        pos = to_clip(s, size).contiguous()
+        rast, _ = dr.rasterize(ctx, pos, tri, resolution=list(size))
+        img, _ = dr.interpolate(c[None].contiguous(), rast, tri)
+        return dr.antialias(img, rast, pos, tri) if aa else img
 
-    return {"raster+interp fwd": make(False), "raster+interp fwd+bwd": make(True),
-            "+ antialias fwd+bwd": make(True, True)}
+    return _cases(render, sv, rgba, w)
 
 
 def pytorch3d_cases(sv, f, rgba, w, size):
@@ -103,22 +104,14 @@ def pytorch3d_cases(sv, f, rgba, w, size):
 
     faces = f.to(torch.int64)
 
-    def make(backward):
-        def step():
-            with torch.set_grad_enabled(backward):
-                s, c = sv.detach().requires_grad_(backward), rgba.detach().requires_grad_(backward)
-                mesh = Meshes(verts=[to_pytorch3d_ndc(s, size)[0]], faces=[faces])
-                p2f, _, bary, _ = rasterize_meshes(mesh, image_size=size, blur_radius=0.0, faces_per_pixel=1,
-                                                   perspective_correct=True)
-                img = interpolate_face_attributes(p2f, bary, c[faces])[:, :, :, 0]
-                # PyTorch3D's image is flipped in x and y against ours (+x left, +y up)
-                img = img.flip(1, 2)
-                if backward:
-                    (img * w).sum().backward()
-            return img
-        return step
+    def render(s, c, aa):
+        mesh = Meshes(verts=[to_pytorch3d_ndc(s, size)[0]], faces=[faces])
+        p2f, _, bary, _ = rasterize_meshes(mesh, image_size=size, blur_radius=0.0, faces_per_pixel=1,
+                                           perspective_correct=True)
+        img = interpolate_face_attributes(p2f, bary, c[faces])[:, :, :, 0]
+        return img.flip(1, 2)  # PyTorch3D's image is flipped in x and y against ours (+x left, +y up)
 
-    return {"raster+interp fwd": make(False), "raster+interp fwd+bwd": make(True)}
+    return _cases(render, sv, rgba, w, antialias=False)
 
 
 PEERS = {"nvdiffrast": nvdiffrast_cases, "PyTorch3D": pytorch3d_cases}
