@@ -85,20 +85,24 @@ def detach(x):
 
 
 def cumsum_exclusive(counts):
-    """Exclusive prefix sum of a 1-D int32 array, returned as int32 with one extra element (the total)."""
+    """Exclusive prefix sum of a 1-D int32 array: ``(offsets, total)``, offsets int32 with one extra
+    element (the total), and the total as a Python int (read once: on a GPU each read waits for the
+    device)."""
     if is_torch(counts):
         import torch
 
         out = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=counts.device)
         torch.cumsum(counts, 0, out=out[1:])
-        if int(out[-1]) >= 2**31:
-            raise MemoryError("taichirast: more than 2^31 tile entries; render in smaller batches")
-        return out.to(torch.int32)
-    out = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    if int(out[-1]) >= 2**31:
+        total = int(out[-1])
+        out = out.to(torch.int32)
+    else:
+        out = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts, out=out[1:])
+        total = int(out[-1])
+        out = out.astype(np.int32)
+    if total >= 2**31:
         raise MemoryError("taichirast: more than 2^31 tile entries; render in smaller batches")
-    return out.astype(np.int32)
+    return out, total
 
 
 def argsort_last(x):

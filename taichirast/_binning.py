@@ -25,8 +25,7 @@ def bin_faces(bbox, H: int, W: int, tile: int, order=None, rank=None, ordered_fi
     counts = A.zeros(bbox, (B * n_tiles,), "int32")
     if bbox.shape[1] > 0:
         K.count(bbox, counts, H, W, tile)
-    offsets = A.cumsum_exclusive(counts)
-    total = int(offsets[-1])
+    offsets, total = A.cumsum_exclusive(counts)
     tile_faces = A.zeros(bbox, (max(total, 1),), "int32")
     if total > 0:
         cursor = A.zeros(bbox, (B * n_tiles,), "int32")

@@ -85,3 +85,15 @@ def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):
     monkeypatch.setattr(_binning, "_ordered_fill", real)
     for a, b in zip(serial, sort):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_cumsum_exclusive_gives_offsets_and_total_and_refuses_int32_overflow(kind):
+    from taichirast import _array as A
+
+    wrap = torch.from_numpy if kind == "torch" else (lambda a: a)
+    offsets, total = A.cumsum_exclusive(wrap(np.array([3, 0, 5, 1], np.int32)))
+    assert np.array_equal(np.asarray(offsets), [0, 3, 3, 8, 9]) and total == 9 and isinstance(total, int)
+    assert str(offsets.dtype).endswith("int32")
+    with pytest.raises(MemoryError, match="more than 2\\^31 tile entries"):
+        A.cumsum_exclusive(wrap(np.array([2**30, 2**30], np.int32)))
