@@ -163,17 +163,12 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     Returns:
         ``rgba (B, H, W, C + 1)``, or ``(rgba, fragments)`` with ``return_fragments=True``.
     """
+    arguments = dict(locals())  # first statement: exactly render's parameters, for a Meshes batch
     from . import _validate as V
     from .packed import Meshes, render_packed
 
     if isinstance(verts, Meshes):
-        return render_packed(verts, faces, camera, colors=colors, mode=mode, background=background, per_face=per_face,
-                             sigma=sigma, gamma=gamma, eps=eps, sigmainv=sigmainv, box_len=box_len,
-                             cull_backfaces=cull_backfaces, return_fragments=return_fragments, tile_size=tile_size,
-                             lights=lights, material=material, texture=texture, uvs=uvs, uv_faces=uv_faces,
-                             shading=shading, texture_filter=texture_filter, texture_wrap=texture_wrap,
-                             antialias=antialias, topology=topology, splat_layers=splat_layers,
-                             splat_sigma=splat_sigma, stages=stages)
+        return render_packed(arguments.pop("verts"), **arguments)
     rasterizer, shader = compose(mode, antialias) if stages is None else stages
     if cull_backfaces is None:
         cull_backfaces = MODES[mode].cull_backfaces

@@ -33,18 +33,21 @@ def writer(logdir):
     return SummaryWriter(log_dir=str(logdir))
 
 
-def _np(fn, name, x, dtype=None):
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if dtype is not None:
-        a = a.astype(dtype)
-    return a
+def _np(x):
+    """A tensor (detached, on the CPU) or array-like as a NumPy array."""
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+
+
+def _u8(a):
+    """Floats in [0, 1] (clipped; NaN as 0) as uint8; uint8 kept."""
+    if a.dtype == np.uint8:
+        return a
+    return (np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _rows(fn, name, x, width, dtype):
     """``x`` as ``(N, width)`` (a leading batch of 1 is dropped); ValueError naming fn and name."""
-    a = _np(fn, name, x)
+    a = _np(x)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2 or a.shape[1] != width:
@@ -56,15 +59,12 @@ def _rows(fn, name, x, width, dtype):
 
 def _colors_u8(fn, colors, n):
     """Per-vertex colours (n, 3) as uint8: floats in [0, 1] are scaled by 255, uint8 kept."""
-    a = _np(fn, "colors", colors)
+    a = _np(colors)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2 or a.shape[0] != n or a.shape[1] not in (3, 4):
         raise ValueError(f"{fn}: colors must have shape ({n}, 3) (one RGB row per vertex), got {tuple(a.shape)}")
-    a = a[:, :3]
-    if a.dtype == np.uint8:
-        return a
-    return (np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return _u8(a[:, :3])
 
 
 def add_mesh(w, tag: str, verts, faces, colors=None, step=None):
@@ -98,17 +98,15 @@ def add_point_cloud(w, tag: str, points, colors=None, step=None):
 def add_image(w, tag: str, image, step=None):
     """Log an image: ``(H, W)``, ``(H, W, C)`` or ``(1, H, W, C)`` with C in {1, 3, 4}, floats in
     [0, 1] (clipped; NaN shown as 0) or uint8. RGBA is logged as is (TensorBoard shows alpha)."""
-    a = _np("add_image", "image", image)
+    a = shown = _np(image)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape:
         raise ValueError(f"add_image: image must have shape (H, W), (H, W, C) or (1, H, W, C) with C in "
-                         f"(1, 3, 4), got {tuple(_np('add_image', 'image', image).shape)}")
-    if a.dtype != np.uint8:
-        a = (np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    w.add_image(tag, a, global_step=step, dataformats="HWC")
+                         f"(1, 3, 4), got {tuple(shown.shape)}")
+    w.add_image(tag, _u8(a), global_step=step, dataformats="HWC")
 
 
 def add_scalars(w, values: dict, step=None):
