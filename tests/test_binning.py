@@ -61,8 +61,8 @@ def test_bad_ordered_fill_is_a_clear_error():
 
 
 def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):
-    """The GPU path on the CPU: soft_rasterize (forward and gradients) and the DIB-R silhouette are
-    bitwise the same whichever way the ordered lists were made."""
+    """The GPU path on the CPU: soft_rasterize's output and the DIB-R silhouette are bitwise the same
+    whichever way the ordered lists were made, and the gradients equal to float32 rounding."""
     v, f = tr.meshes.icosphere(3)
     v, f = torch.from_numpy(v), torch.from_numpy(f)
     cam = tr.PerspectiveCamera.look_at([0.6, 0.4, 2.6], image_size=(40, 48), near=0.1, far=10.0)
@@ -83,8 +83,11 @@ def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):
     monkeypatch.setattr(_binning, "_ordered_fill", lambda choice: "sort")
     sort = run()
     monkeypatch.setattr(_binning, "_ordered_fill", real)
-    for a, b in zip(serial, sort):
-        assert torch.equal(a, b)
+    (out_a, gs_a, gc_a, dibr_a), (out_b, gs_b, gc_b, dibr_b) = serial, sort
+    assert torch.equal(out_a, out_b) and torch.equal(dibr_a, dibr_b)
+    # gradients are scattered to vertices with atomic adds: their order varies run to run (seen in CI)
+    for a, b in ((gs_a, gs_b), (gc_a, gc_b)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max()))
 
 
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
