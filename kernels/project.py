@@ -10,7 +10,8 @@ output stays finite; the rasterizer rebuilds homogeneous coordinates as ``(x z, 
 is exact for every other point (including points behind the camera: see raster.py).
 
 Shapes: verts ``(Bv, V, 3)``, R ``(Bc, 3, 3)``, t ``(Bc, 3)``, intrinsics ``(Bc, 4)`` = fx, fy,
-cx, cy, with ``Bv`` and ``Bc`` each 1 or B (1 broadcasts); output ``(B, V, 3)``.
+cx, cy, with ``Bv`` and ``Bc`` each 1 or B (1 broadcasts); output ``(B, V, 3)``. A packed batch of
+different meshes (``per_vertex``): ``Bv = B = 1`` and vertex v uses camera ``vcam[v]`` (its mesh).
 
 The backward is written by hand (flat per-vertex, but one kernel for NumPy and torch alike):
 camera-parameter gradients are written per vertex into ``(B, V, 16)`` partials and summed
@@ -27,20 +28,24 @@ Z_TINY = 1e-8
 def build(real):
     """Kernels for float type ``real`` (ti.f32 or ti.f64)."""
     arr = ti.types.ndarray(dtype=real)
+    iarr = ti.types.ndarray(dtype=ti.i32)
 
     @ti.func
-    def _camera_point(verts: arr, R: arr, t: arr, b, v):
+    def _camera_point(verts: arr, R: arr, t: arr, vcam: iarr, per_vertex, b, v):
         bv = b if verts.shape[0] > 1 else 0
         bc = b if R.shape[0] > 1 else 0
+        if per_vertex:
+            bc = vcam[v]
         p = ti.Vector([verts[bv, v, 0], verts[bv, v, 1], verts[bv, v, 2]], real)
         Rm = ti.Matrix([[R[bc, i, j] for j in ti.static(range(3))] for i in ti.static(range(3))], real)
         tv = ti.Vector([t[bc, 0], t[bc, 1], t[bc, 2]], real)
         return p, Rm @ p + tv, bv, bc
 
     @ti.kernel
-    def forward(verts: arr, R: arr, t: arr, intr: arr, out: arr, orthographic: ti.i32):
+    def forward(verts: arr, R: arr, t: arr, intr: arr, vcam: iarr, per_vertex: ti.i32, out: arr,
+                orthographic: ti.i32):
         for b, v in ti.ndrange(out.shape[0], out.shape[1]):
-            _, P, _, bc = _camera_point(verts, R, t, b, v)
+            _, P, _, bc = _camera_point(verts, R, t, vcam, per_vertex, b, v)
             fx, fy, cx, cy = intr[bc, 0], intr[bc, 1], intr[bc, 2], intr[bc, 3]
             if orthographic:
                 out[b, v, 0] = fx * P[0] + cx
@@ -54,12 +59,12 @@ def build(real):
             out[b, v, 2] = P[2]
 
     @ti.kernel
-    def backward(verts: arr, R: arr, t: arr, intr: arr, grad_out: arr, grad_verts: arr, cam_partial: arr,
-                 orthographic: ti.i32, need_cam: ti.i32):
+    def backward(verts: arr, R: arr, t: arr, intr: arr, vcam: iarr, per_vertex: ti.i32, grad_out: arr,
+                 grad_verts: arr, cam_partial: arr, orthographic: ti.i32, need_cam: ti.i32):
         # grad_verts: (Bv, V, 3), zero-initialised, accumulated (several b may share bv = 0).
         # cam_partial: (B, V, 16) = dR (9, row-major), dt (3), dfx, dfy, dcx, dcy; summed outside.
         for b, v in ti.ndrange(grad_out.shape[0], grad_out.shape[1]):
-            p, P, bv, bc = _camera_point(verts, R, t, b, v)
+            p, P, bv, bc = _camera_point(verts, R, t, vcam, per_vertex, b, v)
             fx, fy = intr[bc, 0], intr[bc, 1]
             gx, gy, gz = grad_out[b, v, 0], grad_out[b, v, 1], grad_out[b, v, 2]
             gP = ti.Vector([real(0.0), real(0.0), gz], real)

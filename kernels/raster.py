@@ -34,6 +34,13 @@ Buffers: every per-pixel buffer is passed flattened, pixel ``p = (b * H + row) *
 multi-dimensional index from the array's shape at every access, which doubled the cost of these
 memory-bound kernels on CPU.
 
+Batches: image b draws the faces ``ranges[b, 0] .. ranges[b, 0] + ranges[b, 1] - 1`` (``ranges (B, 2)``
+int32; ``(0, F)`` for every image of a shared topology, each mesh's own range in a packed batch of
+different meshes, taichirast/packed.py), with vertex indices offset by ``b * Vs`` rows of ``sv``
+(``Vs`` = V for per-image vertices, 0 for one shared vertex array, e.g. a packed batch whose faces
+hold global vertex indices). Face-loop kernels visit ``B * Fm`` entries, ``Fm`` the largest count,
+and skip those past their image's count; face ids are indices into ``faces``.
+
 Pipeline (host side in taichirast/_prims/raster.py), two schedules with identical results:
 
 * face schedule (CPU): ``raster_faces`` (one thread per face: setup, then the pixels of its own
@@ -244,16 +251,21 @@ def build(real):
         return k
 
     @ti.kernel
-    def setup(sv: arr, faces: iarr, bbox: arr, fdata: arr, near: real, persp: ti.i32, cull: ti.i32):
-        """Binned schedule, per face: bbox (B, F, 4) = xmin, xmax, ymin, ymax (xmin > xmax: skipped)
-        and fdata (B, F, 9)."""
+    def setup(sv: arr, faces: iarr, ranges: iarr, bbox: arr, fdata: arr, Vs: ti.i32, near: real, persp: ti.i32,
+              cull: ti.i32):
+        """Binned schedule, per face entry (b, j): bbox (B, Fm, 4) = xmin, xmax, ymin, ymax (xmin > xmax:
+        skipped, also every j >= ranges[b, 1]) and fdata (B, Fm, 9) of face ranges[b, 0] + j."""
         B, F = bbox.shape[0], bbox.shape[1]
-        V = sv.shape[0] // B
         for i in range(B * F):
             b = i // F
             f = i - b * F
-            xs, ys, zs = _verts(sv, faces, b * V, f)
-            keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
+            xs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+            ys = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+            zs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+            keep, xmin, xmax, ymin, ymax = 0, real(1.0), real(-1.0), real(1.0), real(-1.0)
+            if f < ranges[b, 1]:
+                xs, ys, zs = _verts(sv, faces, b * Vs, ranges[b, 0] + f)
+                keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
             bbox[b, f, 0] = xmin
             bbox[b, f, 1] = xmax
             bbox[b, f, 2] = ymin
@@ -264,15 +276,16 @@ def build(real):
                 fdata[b, f, 6 + k] = _w(zs[k], persp)
 
     @ti.func
-    def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, f, V, K, layer, H, W, near, persp, cull, second,
+    def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, f, vb, K, layer, H, W, near, persp, cull, second,
                    peel: ti.template()):
-        """Face f of batch b visits its bbox pixels (body of ``raster_faces`` / ``raster_faces_peel``).
+        """Face f (a row of ``faces``) in image b, vertices from row ``vb`` of ``sv``, visits its bbox
+        pixels (body of ``raster_faces`` / ``raster_faces_peel``).
 
         Pixel buffers are laid out ``(B, K, H, W)``; this pass writes layer ``layer``. With ``peel``
         a covered pixel p is a candidate only if its (depth, face) key is strictly greater than the
         previous layer's at ``p - H * W`` (and the face differs from the previous layer's).
         """
-        xs, ys, zs = _verts(sv, faces, b * V, f)
+        xs, ys, zs = _verts(sv, faces, vb, f)
         keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
         if keep:
             w0, w1, w2 = _w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)
@@ -320,37 +333,42 @@ def build(real):
                                 ti.atomic_min(fid[p], f)
 
     @ti.kernel
-    def raster_faces(sv: arr, faces: iarr, key: karr, fid: iarr, B: ti.i32, H: ti.i32, W: ti.i32, near: real,
-                     persp: ti.i32, cull: ti.i32, second: ti.i32):
+    def raster_faces(sv: arr, faces: iarr, ranges: iarr, key: karr, fid: iarr, Fm: ti.i32, Vs: ti.i32, H: ti.i32,
+                     W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
         """Face schedule (CPU): one thread per face visits the pixels of its own bbox; no binning.
 
         Depth test with ``atomic_min`` on a per-pixel key (N,), so the result is independent of the
         thread order. f32: one pass, ``key = ordered(depth) << 32 | face``. f64 (the depth needs all
         64 bits): pass 0 ``key = ordered(depth)``, pass 1 (``second``) ``fid = min face`` among
         the faces whose depth equals the key (same kernel, so the same rounding in both passes).
+        Image b draws faces ``ranges[b, 0] .. + ranges[b, 1]`` (``Fm`` = the largest count) with
+        vertices from row ``b * Vs`` of ``sv`` (module docstring, "Batches").
         """
-        F = faces.shape[0]
-        V = sv.shape[0] // B
-        for i in range(B * F):
-            b = i // F
-            f = i - b * F
-            _face_pass(sv, faces, key, fid, b, f, V, 1, 0, H, W, near, persp, cull, second, False)
+        B = ranges.shape[0]
+        for i in range(B * Fm):
+            b = i // Fm
+            j = i - b * Fm
+            if j < ranges[b, 1]:
+                _face_pass(sv, faces, key, fid, b, ranges[b, 0] + j, b * Vs, 1, 0, H, W, near, persp, cull, second,
+                           False)
 
     @ti.kernel
-    def raster_faces_peel(sv: arr, faces: iarr, key: karr, fid: iarr, B: ti.i32, K: ti.i32, layer: ti.i32,
-                          H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
+    def raster_faces_peel(sv: arr, faces: iarr, ranges: iarr, key: karr, fid: iarr, Fm: ti.i32, Vs: ti.i32,
+                          K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32,
+                          second: ti.i32):
         """Face schedule, depth peeling: layer ``layer >= 1`` of key / fid buffers laid out ``(B, K, H, W)``.
 
         Layer ``layer`` keeps, per pixel, the smallest (depth, face id) key strictly greater than
         layer ``layer - 1``'s (same packing and passes as ``raster_faces``, whose output, copied
         into layer 0, starts the peel). A pixel with no face in the previous layer gets none.
         """
-        F = faces.shape[0]
-        V = sv.shape[0] // B
-        for i in range(B * F):
-            b = i // F
-            f = i - b * F
-            _face_pass(sv, faces, key, fid, b, f, V, K, layer, H, W, near, persp, cull, second, True)
+        B = ranges.shape[0]
+        for i in range(B * Fm):
+            b = i // Fm
+            j = i - b * Fm
+            if j < ranges[b, 1]:
+                _face_pass(sv, faces, key, fid, b, ranges[b, 0] + j, b * Vs, K, layer, H, W, near, persp, cull,
+                           second, True)
 
     @ti.func
     def _write_bary(sv: arr, faces: iarr, vb, p, px, py, f, out_bary: arr, out_depth: arr, near, persp):
@@ -370,10 +388,10 @@ def build(real):
 
     @ti.kernel
     def resolve(sv: arr, faces: iarr, key: karr, fid: iarr, face_id: iarr, out_bary: arr, out_depth: arr,
-                B: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32):
+                B: ti.i32, Vs: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32):
         """Face schedule, per pixel: face id from the key (f32) or the id buffer (f64), then the
         differentiable barycentrics and depth of that face (same ``_cover`` as the depth test)."""
-        V = sv.shape[0] // B
+        V = Vs
         for t in range(B * H * ROW_SEGMENTS):  # row segments in parallel, their pixels in sequence
             row, b, py, x0, x1 = row_segment(t, H, W)
             for px in range(x0, x1):
@@ -390,10 +408,11 @@ def build(real):
                 _write_bary(sv, faces, b * V, p, px, py, f, out_bary, out_depth, near, persp)
 
     @ti.kernel
-    def raster_pixels(bbox: arr, fdata: arr, offsets: iarr, tile_faces: iarr, face_id: iarr, depth: arr,
-                      H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
-        """Binned schedule (GPU): one thread per pixel walks its tile's list; bbox test before the
-        edge functions; nearest depth wins, ties go to the smaller id (list-order independent)."""
+    def raster_pixels(bbox: arr, fdata: arr, ranges: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
+                      depth: arr, H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
+        """Binned schedule (GPU): one thread per pixel walks its tile's list of face entries j; bbox
+        test before the edge functions; nearest depth wins, ties go to the smaller id (list-order
+        independent); the face id written is ``ranges[b, 0] + j``."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         for p in range(face_id.shape[0]):
@@ -417,12 +436,13 @@ def build(real):
                     if cov and (d < best_d or (d == best_d and (best_f < 0 or f < best_f))):
                         best_d = d
                         best_f = f
-            face_id[p] = best_f
+            face_id[p] = best_f if best_f < 0 else ranges[b, 0] + best_f
             depth[p] = best_d
 
     @ti.kernel
-    def raster_pixels_peel(bbox: arr, fdata: arr, offsets: iarr, tile_faces: iarr, face_id: iarr, depth: arr,
-                           K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
+    def raster_pixels_peel(bbox: arr, fdata: arr, ranges: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
+                           depth: arr, K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, T: ti.i32, near: real,
+                           persp: ti.i32):
         """Binned schedule, depth peeling: layer ``layer >= 1`` of ``face_id`` / ``depth`` laid out
         ``(B, K, H, W)`` (layer 0 from ``raster_pixels``). Keeps the smallest (depth, id) strictly
         greater than the previous layer's; depths compare as ordered ints, like the face schedule's
@@ -447,12 +467,13 @@ def build(real):
                 cx = real(px) + real(0.5)
                 cy = real(py) + real(0.5)
                 for j in range(offsets[tile], offsets[tile + 1]):
-                    f = tile_faces[j]
-                    if (f != pf and cx >= bbox[b, f, 0] and cx <= bbox[b, f, 1] and cy >= bbox[b, f, 2]
-                            and cy <= bbox[b, f, 3]):
-                        cov, _b0, _b1, _b2, d = _cover(fdata[b, f, 0], fdata[b, f, 1], fdata[b, f, 2],
-                                                      fdata[b, f, 3], fdata[b, f, 4], fdata[b, f, 5],
-                                                      fdata[b, f, 6], fdata[b, f, 7], fdata[b, f, 8],
+                    e = tile_faces[j]  # entry of image b; f: its face id
+                    f = ranges[b, 0] + e
+                    if (f != pf and cx >= bbox[b, e, 0] and cx <= bbox[b, e, 1] and cy >= bbox[b, e, 2]
+                            and cy <= bbox[b, e, 3]):
+                        cov, _b0, _b1, _b2, d = _cover(fdata[b, e, 0], fdata[b, e, 1], fdata[b, e, 2],
+                                                      fdata[b, e, 3], fdata[b, e, 4], fdata[b, e, 5],
+                                                      fdata[b, e, 6], fdata[b, e, 7], fdata[b, e, 8],
                                                       cx, cy, near, persp)
                         if cov:
                             k = _ordered(d)
@@ -465,10 +486,10 @@ def build(real):
             depth[q] = best_d
 
     @ti.kernel
-    def bary(sv: arr, faces: iarr, face_id: iarr, out_bary: arr, out_depth: arr, B: ti.i32, H: ti.i32,
+    def bary(sv: arr, faces: iarr, face_id: iarr, out_bary: arr, out_depth: arr, B: ti.i32, Vs: ti.i32, H: ti.i32,
              W: ti.i32, near: real, persp: ti.i32):
         """Binned schedule: barycentrics and depth of the kept face (same ``_cover`` as the test)."""
-        V = sv.shape[0] // B
+        V = Vs
         for t in range(B * H * ROW_SEGMENTS):
             row, b, py, x0, x1 = row_segment(t, H, W)
             for px in range(x0, x1):
@@ -483,8 +504,8 @@ def build(real):
             ti.atomic_add(grad_sv[idx[i], 2], gz[i])
 
     @ti.kernel
-    def backward(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, grad_sv: arr, B: ti.i32, H: ti.i32,
-                 W: ti.i32, persp: ti.i32, has_gb: ti.i32, has_gd: ti.i32):
+    def backward(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, grad_sv: arr, B: ti.i32, Vs: ti.i32,
+                 H: ti.i32, W: ti.i32, persp: ti.i32, has_gb: ti.i32, has_gd: ti.i32):
         """grad_sv (B * V, 3) += d(bary, depth)/d sv^T (g_bary, g_depth), per pixel (row segments).
 
         Perspective (q_i = E_i w_i, w_i = 1/z_i, Q = sum q, A = sum E, b_i = q_i/Q, depth = A/Q):
@@ -497,10 +518,9 @@ def build(real):
         Edge functions, (j, k) = (i + 1, i + 2) mod 3, E_i = (x_j - px)(y_k - py) - (x_k - px)(y_j - py):
             dE_i/dx_j = y_k - py,  dE_i/dy_k = x_j - px,  dE_i/dx_k = -(y_j - py),  dE_i/dy_j = -(x_k - px)
         """
-        V = sv.shape[0] // B
         for t in range(B * H * ROW_SEGMENTS):
             row, b, py, x0, x1 = row_segment(t, H, W)
-            vb = b * V
+            vb = b * Vs
             cy = real(py) + real(0.5)
             # Consecutive pixels of a segment often see the same face: keep its vertices and the
             # summed gradient in registers and scatter (9 atomics) only when the face changes.

@@ -30,7 +30,10 @@ same test. Aggregation in sum form (eqs. 4-6), O(1) memory per pixel and no face
   nearest depth so far) and ``z_j / gamma - m = (zm - zp_j) cz``: a difference of depths, which
   keeps float32 exponents accurate when 1 / gamma is large.
 
-Work layout. ``setup`` writes per-face constants ``fs (B, F, K)`` (``FS_*`` offsets) and a box for
+Work layout. Face entry ``(b, f)`` is face ``ranges[b, 0] + f`` of image b (``ranges (B, 2)`` int32 =
+first face, count: ``(0, F)`` for every image of a shared topology, the mesh's own range in a packed
+batch of different meshes; entries past the count are skipped like culled faces). ``setup`` writes
+per-face constants ``fs (B, F, K)`` (``FS_*`` offsets) and a box for
 tile binning: the vertex box grown by the cull radius, intersected with the box of the disk
 ``|p - centroid| <= R + r`` (R: largest centroid-vertex distance), which holds every pixel a face
 can reach. Faces with a vertex at ``z <= near`` or zero screen area get an empty box (``xmin >
@@ -281,23 +284,26 @@ def build(real):
         return c0, c1
 
     @ti.kernel
-    def setup(sv: arr, faces: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
+    def setup(sv: arr, faces: iarr, ranges: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
         """Per-face constants into fs (B, F, K) and the binning box into bbox (B, F, 4): the vertex box
-        grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk."""
+        grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk.
+        Entry (b, f) is face ``ranges[b, 0] + f`` of image b; entries ``f >= ranges[b, 1]`` are skipped."""
         for b, f in ti.ndrange(fs.shape[0], fs.shape[1]):
             bs = b if sv.shape[0] > 1 else 0
             xs = vec3(0.0)
             ys = vec3(0.0)
             zs = vec3(0.0)
-            for i in ti.static(range(3)):
-                v = faces[f, i]
-                xs[i] = sv[bs, v, 0]
-                ys[i] = sv[bs, v, 1]
-                zs[i] = sv[bs, v, 2]
+            valid = f < ranges[b, 1]
+            if valid:
+                for i in ti.static(range(3)):
+                    v = faces[ranges[b, 0] + f, i]
+                    xs[i] = sv[bs, v, 0]
+                    ys[i] = sv[bs, v, 1]
+                    zs[i] = sv[bs, v, 2]
             lx = xs - xs[0]
             ly = ys - ys[0]
             A = edge(lx[0], ly[0], lx[1], ly[1], lx[2], ly[2])
-            ok = (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (ti.abs(A) > real(AREA_EPS))
+            ok = valid & (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (ti.abs(A) > real(AREA_EPS))
             for i in ti.static(range(3)):
                 fs[b, f, 2 * i] = xs[i]
                 fs[b, f, 2 * i + 1] = ys[i]
@@ -369,7 +375,7 @@ def build(real):
         return used
 
     @ti.kernel
-    def forward(fs: arr, faces: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
+    def forward(fs: arr, faces: iarr, ranges: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
                 out: arr, aux: arr, cut: iarr, T: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 kc: real, lnia: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per T x T tile; out (B, H, W, C + 1), aux (B, H, W, 4), cut (B, H, W). While
@@ -410,8 +416,9 @@ def build(real):
                 iz = vec3(fs[b, f, FS_IZ], fs[b, f, FS_IZ + 1], fs[b, f, FS_IZ + 2])
                 zmin = real(1.0) / iz.max()  # the face's nearest depth: its largest z_j / gamma
                 col = ti.Matrix.zero(real, 3, C)  # corner colours (all = the face colour per face)
+                g = ranges[b, 0] + f  # the face of entry f
                 for i in ti.static(range(3)):
-                    vc = f if per_face else faces[f, i]
+                    vc = g if per_face else faces[g, i]
                     for ch in ti.static(range(C)):
                         col[i, ch] = colors[bc, vc, ch]
                 r0, r1 = rows_of(fs, b, f, H, r_lo, r_hi)
@@ -503,7 +510,8 @@ def build(real):
             pb[b, r, c, 4] = real(act)
 
     @ti.kernel
-    def backward(fs: arr, faces: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr, gface: arr,
+    def backward(fs: arr, faces: iarr, ranges: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr,
+                 gface: arr,
                  gcolf: arr, T: ti.i32, k2: real, d2cull: real, cz: real, per_face: ti.i32,
                  C: ti.template()):
         """One thread per face over its disk pixels. gface (B, F, 9) = d/d(x_i, y_i, z_i) per corner;
@@ -523,8 +531,9 @@ def build(real):
                 iA = fs[b, f, FS_IA]
                 zmin = real(1.0) / iz.max()
                 col = ti.Matrix.zero(real, 3, C)
+                g = ranges[b, 0] + f
                 for i in ti.static(range(3)):
-                    vc = f if per_face else faces[f, i]
+                    vc = g if per_face else faces[g, i]
                     for ch in ti.static(range(C)):
                         col[i, ch] = colors[bc, vc, ch]
                 r0, r1 = rows_of(fs, b, f, H, 0, H - 1)
@@ -612,29 +621,33 @@ def build(real):
                     gcolf[b, f, i, ch] = gcol[i, ch]
 
     @ti.kernel
-    def scatter_verts(faces: iarr, gface: arr, gsv: arr):
+    def scatter_verts(faces: iarr, ranges: iarr, gface: arr, gsv: arr):
         """gsv (Bs, V, 3) += face-corner gradients gface (B, F, 9) (Bs = 1 sums over the batch)."""
         for b, f in ti.ndrange(gface.shape[0], gface.shape[1]):
             bs = b if gsv.shape[0] > 1 else 0
-            for i in ti.static(range(3)):
-                v = faces[f, i]
-                for k in ti.static(range(3)):
-                    ti.atomic_add(gsv[bs, v, k], gface[b, f, 3 * i + k])
+            if f < ranges[b, 1]:
+                for i in ti.static(range(3)):
+                    v = faces[ranges[b, 0] + f, i]
+                    for k in ti.static(range(3)):
+                        ti.atomic_add(gsv[bs, v, k], gface[b, f, 3 * i + k])
 
     @ti.kernel
-    def scatter_colors(faces: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
+    def scatter_colors(faces: iarr, ranges: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
         """gcol (Bc, V or F, C) += gcolf (B, F, 3, C) (per face: the sum of the three corners)."""
         C = gcol.shape[2]
         for b, f in ti.ndrange(gcolf.shape[0], gcolf.shape[1]):
             bc = b if gcol.shape[0] > 1 else 0
-            if per_face:
-                for ch in range(C):
-                    ti.atomic_add(gcol[bc, f, ch], gcolf[b, f, 0, ch] + gcolf[b, f, 1, ch] + gcolf[b, f, 2, ch])
-            else:
-                for i in ti.static(range(3)):
-                    v = faces[f, i]
+            g = ranges[b, 0] + f
+            if f < ranges[b, 1]:
+                if per_face:
                     for ch in range(C):
-                        ti.atomic_add(gcol[bc, v, ch], gcolf[b, f, i, ch])
+                        ti.atomic_add(gcol[bc, g, ch],
+                                      gcolf[b, f, 0, ch] + gcolf[b, f, 1, ch] + gcolf[b, f, 2, ch])
+                else:
+                    for i in ti.static(range(3)):
+                        v = faces[g, i]
+                        for ch in range(C):
+                            ti.atomic_add(gcol[bc, v, ch], gcolf[b, f, i, ch])
 
     class Kernels:
         """The kernels, and the ti.func helpers kernels/dibr.py shares."""

@@ -153,3 +153,15 @@ def sum_axes(x, axes):
     if is_torch(x):
         return x.sum(dim=tuple(axes))
     return x.sum(axis=tuple(axes))
+
+
+def segment_sum(x, seg, n: int):
+    """``(n, ...)`` sums of the rows of ``x`` by segment id ``seg`` (int, one per row of ``x``)."""
+    if is_torch(x):
+        import torch
+
+        out = torch.zeros((n,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+        return out.index_add_(0, seg.long(), x)
+    out = np.zeros((n,) + tuple(x.shape[1:]), dtype=x.dtype)
+    np.add.at(out, np.asarray(seg), x)
+    return out

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _array as A
+from .packed import gradient_like, is_batch
 from .runtime import serialized
 
 
@@ -102,7 +103,8 @@ class Primitive:
 
     def _numpy_forward(self, args, kw):
         for name, v in self.signature.bind(*args, **kw).arguments.items():
-            if A.is_torch(v) or (isinstance(v, tuple) and any(A.is_torch(x) for x in v)):
+            parts = (v.verts_packed,) if is_batch(v) else v if isinstance(v, (tuple, list)) else (v,)
+            if any(A.is_torch(x) for x in parts):
                 raise TypeError(f"taichirast.np.{self.name}: argument {name!r} is a torch tensor; "
                                 f"use taichirast.{self.name} for tensors, or pass a NumPy array")
         prep = self.prepare(*args, **kw)
@@ -164,6 +166,8 @@ class Primitive:
         for src, g in zip(sources, in_grads):
             if src == name and g is not None:
                 total = g if total is None else total + g
+        if total is not None and (is_batch(arg) or isinstance(arg, (list, tuple))):
+            return gradient_like(arg, total)  # a packed batch: packed, or split like the user's list
         shape = np.shape(arg)
         if total is None:
             dt = A.dtype_name(arg) if A.is_array(arg) and A.dtype_name(arg) in A.FLOAT_DTYPES else "float64"

@@ -23,7 +23,9 @@ def project(verts, camera):
     """Project world vertices to screen pixels with ``camera``.
 
     Args:
-        verts: ``(V, 3)`` or ``(B, V, 3)`` float world positions.
+        verts: ``(V, 3)`` or ``(B, V, 3)`` float world positions, or a :class:`~taichirast.Meshes`
+            batch of different meshes (mesh i seen by camera i; the result is then a ``Meshes`` of
+            screen vertices, what every primitive takes as a packed batch).
         camera: :class:`~taichirast.PerspectiveCamera` or :class:`~taichirast.OrthographicCamera`
             (batch 1 or B).
 
@@ -36,4 +38,5 @@ def project(verts, camera):
     """
     R, t = camera.extrinsics()
     out = project_points(verts, R, t, camera.intrinsics(), orthographic=camera.orthographic)  # noqa: F821
-    return _validate.tag_projected(out, camera.image_size)
+    _validate.tag_projected(getattr(out, "verts_packed", out), camera.image_size)
+    return out

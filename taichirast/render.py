@@ -122,8 +122,10 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
 
     Args:
         verts: ``(V, 3)`` or ``(B, V, 3)`` world positions (float32 / float64 tensor), or a
-            :class:`~taichirast.Meshes` batch of different meshes (then ``faces=None``; mesh i is
-            rendered with camera i, see :func:`taichirast.packed.render_packed`).
+            :class:`~taichirast.Meshes` batch of different meshes (then ``faces=None``): mesh i is
+            drawn into image i with camera i (or one shared camera), in one pass of the stages
+            (:mod:`taichirast.packed`); ``colors`` then packed ``(sum V_i, C)`` (``(sum F_i, C)``
+            per face) or a list of per-mesh tensors; textures are not supported with a batch.
         faces: ``(F, 3)`` int vertex indices, counter-clockwise = front-facing.
         camera: :class:`~taichirast.PerspectiveCamera` / :class:`~taichirast.OrthographicCamera`;
             its ``image_size``, ``near`` and ``far`` are used.
@@ -163,12 +165,8 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     Returns:
         ``rgba (B, H, W, C + 1)``, or ``(rgba, fragments)`` with ``return_fragments=True``.
     """
-    arguments = dict(locals())  # first statement: exactly render's parameters, for a Meshes batch
     from . import _validate as V
-    from .packed import Meshes, render_packed
 
-    if isinstance(verts, Meshes):
-        return render_packed(arguments.pop("verts"), **arguments)
     rasterizer, shader = compose(mode, antialias) if stages is None else stages
     if cull_backfaces is None:
         cull_backfaces = MODES[mode].cull_backfaces
@@ -256,7 +254,12 @@ def make_scene(verts, faces, camera, colors=None, background=None, per_face=Fals
     (the input of every stage; arguments as in :func:`render`)."""
     from .lights import Material
 
+    from .packed import Meshes, scene_args
+
     _check_settings(camera, lights, material, texture, uvs, shading, texture_filter)
+    packing = verts if isinstance(verts, Meshes) else None
+    if packing is not None:
+        verts, faces, colors = scene_args(packing, faces, camera, colors, per_face, texture, uvs)
     vb, faces, arr, uvs, uv_faces = _checked_arrays(
         verts, faces, camera, {"colors": colors, "texture": texture, "background": background}, uvs, uv_faces)
     cols = arr.get("colors")
@@ -273,7 +276,7 @@ def make_scene(verts, faces, camera, colors=None, background=None, per_face=Fals
                   uv_faces=uv_faces if uv_faces is not None else faces, lights=lights, material=material,
                   shading=shading, tex_kw={"filter": texture_filter, "wrap": texture_wrap},
                   tile={} if tile_size is None else {"tile_size": tile_size}, options=dict(options or {}),
-                  cull_backfaces=bool(cull_backfaces))
+                  cull_backfaces=bool(cull_backfaces), packing=packing)
     scene.background_for(scene.channels)  # a wrong channel count is an error before any kernel runs
     return scene
 

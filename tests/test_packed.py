@@ -1,6 +1,7 @@
-"""tr.Meshes: a batch of different meshes with a camera each, rendered in one call, equals the
-single renders (bitwise in hard mode on the CPU), with the same gradients (to float rounding);
-float64 gradcheck through it; bad packed input is a clear error."""
+"""tr.Meshes: a batch of different meshes with a camera each, rendered in one call (one pass of the
+render stages; the primitives draw per-image face ranges, tests/test_packed_primitives.py), equals
+the single renders (bitwise on the CPU), with the same gradients (to float rounding); float64
+gradcheck through it; bad packed input is a clear error."""
 import pytest
 import torch
 from gpu_scenes import assert_equal_up_to_sum_order
@@ -21,19 +22,27 @@ def _scene(dtype=torch.float32):
     return vs, fs, cams, cols
 
 
-@pytest.mark.parametrize("mode, exact", [("hard", True), ("soft", False), ("dibr", False)])
-def test_batch_of_different_meshes_equals_single_renders(mode, exact):
+LIGHTS = dict(lights=tr.Lights(ambient=[0.2, 0.2, 0.2], directions=[[0.3, -0.6, -1.0]], colors=[[0.8, 0.8, 0.8]]),
+              material=tr.Material(specular=[0.3, 0.3, 0.3], shininess=16.0))
+
+
+@pytest.mark.parametrize("mode, exact, extra", [
+    ("hard", True, {}), ("soft", False, {}), ("dibr", False, {}), ("hard", True, dict(LIGHTS, antialias=True)),
+    ("soft", False, dict(LIGHTS, shading="flat")), ("splat", False, {}), ("hard", True, dict(per_face=True))])
+def test_batch_of_different_meshes_equals_single_renders(mode, exact, extra):
     vs, fs, cams, cols = _scene()
+    if extra.get("per_face"):
+        cols = [torch.rand(f.shape[0], 3, generator=torch.Generator().manual_seed(i)) for i, f in enumerate(fs)]
     leaves = [v.clone().requires_grad_() for v in vs]
     batch = tr.Meshes(leaves, fs)
     assert len(batch) == 3 and batch.verts_offsets == (0, 42, 50, 122)
-    out = tr.render(batch, None, cams, colors=torch.cat(cols), mode=mode)
+    out = tr.render(batch, None, cams, colors=torch.cat(cols), mode=mode, **extra)
     assert out.shape == (3, 24, 20, 4)
     w = torch.rand(out.shape, generator=torch.Generator().manual_seed(0))
     (out * w).sum().backward()
     for i in range(3):
         v = vs[i].clone().requires_grad_()
-        single = tr.render(v, fs[i], cams[i], colors=cols[i], mode=mode)
+        single = tr.render(v, fs[i], cams[i], colors=cols[i], mode=mode, **extra)
         (single * w[i:i + 1]).sum().backward()
         if exact:
             assert_equal_up_to_sum_order(out[i:i + 1], single.detach())
@@ -86,17 +95,17 @@ def test_bad_packed_input_is_a_clear_error():
     bad = [fs[0], fs[1] + 40, fs[2]]  # global instead of local indices
     with pytest.raises(ValueError, match=r"mesh 1 has 8 vertices but its faces use indices 40..47; face indices are local"):
         tr.Meshes(vs, bad)
-    with pytest.raises(ValueError, match="need one faces tensor per verts tensor"):
+    with pytest.raises(ValueError, match="need one faces array per verts array"):
         tr.Meshes(vs, fs[:2])
     m = tr.Meshes(vs, fs)
     two = tr.PerspectiveCamera.look_at(torch.tensor([[0.0, 0.0, 3.0], [0.0, 1.0, 3.0]]), image_size=(8, 8))
     with pytest.raises(ValueError, match="a Meshes batch of 3 needs 3 cameras"):
         tr.render(m, None, two)
-    with pytest.raises(ValueError, match="packed per-vertex values must have 122 rows"):
+    with pytest.raises(ValueError, match="render: packed per-vertex colors must have 122 rows"):
         tr.render(m, None, cams, colors=torch.ones(100, 3))
     with pytest.raises(ValueError, match="pass faces=None"):
         tr.render(m, fs[0], cams)
-    with pytest.raises(ValueError, match="texture, uvs not supported with a Meshes batch"):
+    with pytest.raises(ValueError, match="texture and uvs are not supported with a Meshes batch"):
         tr.render(m, None, cams, texture=torch.ones(4, 4, 3), uvs=torch.zeros(122, 2))
     with pytest.raises(IndexError, match="index 5 out of range for a batch of 3 cameras"):
         cams[5]

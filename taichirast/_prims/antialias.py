@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed as P
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
@@ -60,10 +61,14 @@ def antialias(color, fragments, screen_verts, faces, topology=None):
             (the z gradient is 0). Edges with a vertex at ``z <= 1e-6`` are never antialiased.
             Nothing here produces NaN/inf, whatever the geometry (degenerate or behind the camera).
         faces: ``(F, 3)`` int32/int64 vertex indices shared by the batch (the ones rasterized).
+            A packed batch of different meshes (:mod:`taichirast.packed`): ``screen_verts`` a
+            :class:`~taichirast.Meshes` of screen vertices with ``faces=None``, or packed / listed
+            vertices with ``faces`` a ``Meshes`` / list; image i is mesh i's.
         topology: :class:`~taichirast.topology.EdgeTopology` from
             :func:`~taichirast.topology.edge_topology` ``(faces)`` -- build it once per mesh and
             pass it to every call (building costs a sort of the 3F edges, ~0.1 s for 100k faces)
-            -- or ``None`` to build it here.
+            -- or ``None`` to build it here. For a packed batch, the topology of
+            ``meshes.faces_global``.
 
     Returns:
         ``(B, H, W, C)`` antialiased image, dtype of ``color``. Differentiable w.r.t. ``color``
@@ -86,6 +91,7 @@ def antialias(color, fragments, screen_verts, faces, topology=None):
     if topology is not None and not all(hasattr(topology, f) for f in ("faces", "link")):
         raise TypeError(f"{FN}: topology must be an EdgeTopology from edge_topology(faces) (cache it per mesh), "
                         f"or None to build it here; got {type(topology).__name__}")
+    screen_verts, faces, meshes = P.mesh_args(FN, "screen_verts", screen_verts, faces)
     kind = V.kind_of(color, screen_verts, faces)
     if kind == "numpy":
         for name, x in (("fragments.face_id", face_id), ("fragments.depth", depth)) + (
@@ -96,6 +102,7 @@ def antialias(color, fragments, screen_verts, faces, topology=None):
                                 f"taichirast.antialias with torch tensors")
     color = V.float_array(FN, "color", color, kind, ndims=(4,), finite=False)  # NaN colours just propagate
     B, H, W, C = (int(s) for s in color.shape)
+    P.images(FN, meshes, "color", B)
     sv = V.screen_verts(FN, "screen_verts", screen_verts, kind, like=color)
     V.same_float(FN, color=color, screen_verts=sv)
     if sv.shape[0] not in (1, B):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed as P
 from .._binning import bin_faces
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
@@ -38,7 +39,10 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     face's bounding box), ``d_j`` the NDC distance from the pixel centre to face j.
 
     Args:
-        screen_verts: ``(V, 3)`` or ``(B, V, 3)``; faces ``(F, 3)``.
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)``; faces ``(F, 3)``. Or a packed batch of
+            different meshes (a :class:`~taichirast.Meshes` of screen vertices and ``faces=None``,
+            or packed / listed vertices with ``faces`` a ``Meshes`` / list; see
+            :mod:`taichirast.packed`): image i draws mesh i.
         fragments: :class:`~taichirast.Fragments` of the same mesh from :func:`rasterize` (or just
             its ``face_id (B, H, W)`` image).
         image_size: ``(H, W)``.
@@ -50,6 +54,7 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     """
     # Fragments, or (for callers holding only the ids) the face_id image itself
     face_id = fragments.face_id if hasattr(fragments, "face_id") and not A.is_array(fragments) else fragments
+    screen_verts, faces, meshes = P.mesh_args(FN, "screen_verts", screen_verts, faces)
     kind = V.kind_of(screen_verts, faces, face_id)
     sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
@@ -78,9 +83,11 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     box_len = V.number(FN, "box_len", box_len, lo=0.0, hi=1e6)
     near = V.number(FN, "near", near, lo=0.0)
     tile = tile_size_arg(FN, tile_size)
-    B = V.batch(FN, {"screen_verts": sv.shape[0], "face_id": fid.shape[0]})
-    return Prepared(inputs=[sv, faces, fid], sources=["screen_verts", None, None],
-                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile))
+    P.images(FN, meshes, "fragments", fid.shape[0])
+    B = P.batch(FN, meshes, {"screen_verts": sv.shape[0], "face_id": fid.shape[0]})
+    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
+    return Prepared(inputs=[sv, faces, fid, ranges], sources=["screen_verts", None, None, None],
+                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile, fmax=fmax))
 
 
 def _kd_margin(p):
@@ -92,42 +99,42 @@ def forward(inputs, params):
     from taichirast.kernels import dibr, real_type, soft
 
     ensure_init()
-    sv, faces, fid = inputs
+    sv, faces, fid, ranges = inputs
     B, H, W = params["B"], params["H"], params["W"]
-    F = faces.shape[0]
+    F = params["fmax"]
     alpha = A.empty(sv, (B, H, W))
     aux = A.empty(sv, (B, H, W, 3))
     if F == 0:
         alpha[...] = A.astype(fid >= 0, A.dtype_name(sv))
-        return (alpha,), (sv, faces, fid, A.zeros(sv, (1, 1, soft.K)), aux)
+        return (alpha,), (sv, faces, fid, ranges, A.zeros(sv, (1, 1, soft.K)), aux)
     K = dibr.build(real_type(A.dtype_name(sv)))
     kd, margin = _kd_margin(params)
     fs = A.empty(sv, (B, F, soft.K))
     bbox = A.empty(sv, (B, F, 4))
-    K.setup(sv, faces, fs, bbox, params["near"], margin, 0)
+    K.setup(sv, faces, ranges, fs, bbox, params["near"], margin, 0)
     # faces in index order in every tile: the per-pixel product is the same run to run
     order = A.index_rows(sv, B, F)
     offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order)
     K.forward(fs, fid, offsets, tile_faces, alpha, aux, params["tile"], kd)
-    return (alpha,), (sv, faces, fid, fs, aux)
+    return (alpha,), (sv, faces, fid, ranges, fs, aux)
 
 
 def backward(saved, params, grads, needs):
     from taichirast.kernels import dibr, real_type
 
-    sv, faces, fid, fs, aux = (A.detach(x) for x in saved)
+    sv, faces, fid, ranges, fs, aux = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None or not needs[0]:
-        return [None, None, None]
+        return [None, None, None, None]
     gsv = A.zeros(sv, sv.shape)
-    F = faces.shape[0]
+    F = params["fmax"]
     if F > 0:
         K = dibr.build(real_type(A.dtype_name(sv)))
         kd, _ = _kd_margin(params)
         gface = A.empty(sv, (params["B"], F, 9))
         K.backward(fs, fid, g, aux, gface, kd)
-        K.scatter_verts(faces, gface, gsv)
-    return [gsv, None, None]
+        K.scatter_verts(faces, ranges, gface, gsv)
+    return [gsv, None, None, None]
 
 
 PRIM = Primitive(FN, dibr_silhouette, forward, backward, differentiable=("screen_verts",))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed as P
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
@@ -36,11 +37,18 @@ def interpolate(attrs, faces, fragments):
             e.g. ``uv_faces``, or ``arange(3F).reshape(F, 3)`` with ``attrs`` of shape ``(3F, C)``.
         fragments: :class:`~taichirast.Fragments` from :func:`rasterize`.
 
+        A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
+        on it, face ids = packed face indices): ``faces`` a :class:`~taichirast.Meshes` with
+        ``attrs`` packed ``(sum V_i, C)`` or a list of per-mesh ``(V_i, C)``, or ``faces`` a list
+        of per-mesh ``(F_i, 3)`` (e.g. UV faces) with ``attrs`` a list; or ``attrs`` a ``Meshes``
+        (its vertices) with ``faces=None``.
+
     Returns:
         ``(B, H, W, C)``; 0 on background. Differentiable w.r.t. ``attrs`` and, through
         ``fragments.bary``, the screen vertices.
     """
     face_id, bary = V.fragment_fields(FN, "fragments", fragments, ("face_id", "bary"))
+    attrs, faces, meshes = P.mesh_args(FN, "attrs", attrs, faces)
     kind = V.kind_of(attrs, faces, face_id, bary)
     attrs = V.float_array(FN, "attrs", attrs, kind, ndims=(2, 3))
     attrs = attrs[None] if attrs.ndim == 2 else attrs
@@ -54,6 +62,7 @@ def interpolate(attrs, faces, fragments):
     if A.is_torch(face_id) and A.is_torch(attrs) and face_id.device != attrs.device:
         raise ValueError(f"{FN}: face_id is on {face_id.device} but attrs are on {attrs.device}")
     B = face_id.shape[0]
+    P.images(FN, meshes, "fragments", B)
     if attrs.shape[0] not in (1, B):
         raise ValueError(f"{FN}: attrs has batch {attrs.shape[0]} but face_id has batch {B} "
                          f"(attrs' batch must be 1 or equal)")

@@ -1,7 +1,8 @@
 """``rasterize``: hard rasterization of screen-space triangles. Kernels in kernels/raster.py.
 
 Inputs: screen vertices ``(B, V, 3)`` or ``(V, 3)`` (x, y in pixels, z = camera depth, as made by
-``project``), faces ``(F, 3)`` int32/int64 shared by the batch, ``image_size = (H, W)``.
+``project``), faces ``(F, 3)`` int32/int64 shared by the batch, ``image_size = (H, W)``; or a packed
+batch of different meshes (:mod:`taichirast.packed`: image i draws mesh i's face range).
 Outputs, in order:
 
 * ``face_id (B, H, W)`` int32, ``-1`` on background (not differentiable);
@@ -25,6 +26,7 @@ import numpy as np
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed as P
 from .._binning import bin_faces
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
@@ -57,7 +59,10 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
     never show.
 
     Args:
-        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project` (x, y pixels, z camera depth).
+        screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project` (x, y pixels, z camera depth);
+            or a :class:`~taichirast.Meshes` of screen vertices (``project`` of a batch; then
+            ``faces=None``), or packed ``(sum V_i, 3)`` / a list of per-mesh ``(V_i, 3)`` with
+            ``faces`` a ``Meshes`` / a list of per-mesh ``(F_i, 3)``: image i draws mesh i.
         faces: ``(F, 3)`` int32/int64 vertex indices, counter-clockwise seen from the camera =
             front-facing; shared by the batch.
         image_size: ``(H, W)`` or an int, any positive size.
@@ -69,22 +74,28 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
 
     Returns:
         :class:`~taichirast.Fragments` ``(face_id (B,H,W) int32, bary (B,H,W,3), depth (B,H,W))``
-        with ``-1`` / 0 / ``+inf`` on background. ``bary`` and ``depth`` are differentiable
+        with ``-1`` / 0 / ``+inf`` on background; for a packed batch, face ids index the packed
+        faces (mesh i's face k is ``faces_offsets[i] + k``). ``bary`` and ``depth`` are differentiable
         w.r.t. ``screen_verts`` (not through visibility changes: use soft modes or
         :func:`dibr_silhouette` for silhouette gradients).
     """
-    sv, faces, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near,
-                                    tile_size)
-    return Prepared(inputs=[sv, faces], sources=["screen_verts", None], pack=_fragments, params=params)
+    sv, faces, ranges, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
+                                            cull_backfaces, near, tile_size)
+    return Prepared(inputs=[sv, faces, ranges], sources=["screen_verts", None, None], pack=_fragments, params=params)
 
 
 def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near, tile_size):
-    """Checked ``(screen_verts (B, V, 3), faces, params)`` of a hard rasterization (also rasterize_layers')."""
+    """Checked ``(screen_verts (Bv, V, 3), faces, ranges (B, 2), params)`` of a hard rasterization
+    (also rasterize_layers'): image b draws faces ``ranges[b, 0] ..`` (``ranges[b, 1]`` of them,
+    at most ``params["fmax"]``) with vertices ``screen_verts[b]`` (``[0]`` when ``Bv = 1``)."""
+    screen_verts, faces, meshes = P.mesh_args(fn, "screen_verts", screen_verts, faces)
     kind = V.kind_of(screen_verts, faces)
     sv = V.screen_verts(fn, "screen_verts", screen_verts, kind)
     faces = V.faces(fn, "faces", faces, kind, n_verts=sv.shape[1], like=sv)
     H, W = V.image_size(fn, image_size)
     V.camera_size_matches(fn, screen_verts, (H, W))
+    B = P.batch(fn, meshes, {"screen_verts": sv.shape[0]})
+    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
     persp = bool(perspective_correct)
     near = V.number(fn, "near", near, lo=0.0, lo_open=True) if persp else V.number(fn, "near", near)
     if not math.isfinite(near):
@@ -93,8 +104,13 @@ def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_b
         raise TypeError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
     if int(tile_size) <= 0:
         raise ValueError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
-    return sv, faces, {"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
-                       "tile": int(tile_size)}
+    return sv, faces, ranges, {"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
+                               "tile": int(tile_size), "fmax": fmax}
+
+
+def vertex_stride(sv):
+    """Rows of the flattened ``(Bv * V, 3)`` vertices between images: V for a batch, 0 when shared."""
+    return sv.shape[1] if sv.shape[0] > 1 else 0
 
 
 def _schedule():
@@ -107,54 +123,56 @@ def forward(inputs, params):
     from taichirast.kernels import raster, real_type
 
     ensure_init()
-    sv, faces = inputs
+    sv, faces, ranges = inputs
     real = A.dtype_name(sv)
     k = raster.build(real_type(real))
-    B, Vn, F = sv.shape[0], sv.shape[1], faces.shape[0]
+    B, Vn, Fm = ranges.shape[0], sv.shape[1], params["fmax"]
     H, W, T = params["H"], params["W"], params["tile"]
     near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
-    N = B * H * W
+    N, Vs = B * H * W, vertex_stride(sv)
     outs = (A.empty(sv, (B, H, W), "int32"), A.empty(sv, (B, H, W, 3)), A.empty(sv, (B, H, W)))
-    # kernels see flat views (see kernels/raster.py): pixels (N, ...), vertices (B * V, 3)
+    # kernels see flat views (see kernels/raster.py): pixels (N, ...), vertices (Bv * V, 3)
     face_id, bary, depth = outs[0].reshape(N), outs[1].reshape(N, 3), outs[2].reshape(N)
-    svf = sv.reshape(B * Vn, 3)
+    svf = sv.reshape(sv.shape[0] * Vn, 3)
     if _schedule() == "face":
         key = A.full(sv, (N,), raster.KEY_EMPTY, "int64")
         if real == "float32":
             fid = A.empty(sv, (1,), "int32")  # unused: the face id is in the key's low bits
-            if F > 0:
-                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 0)
+            if Fm > 0:
+                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 0)
         else:
             fid = A.full(sv, (N,), raster.FID_EMPTY, "int32")
-            if F > 0:
-                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 0)
-                k["raster_faces"](svf, faces, key, fid, B, H, W, near, persp, cull, 1)
-        k["resolve"](svf, faces, key, fid, face_id, bary, depth, B, H, W, near, persp)
+            if Fm > 0:
+                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 0)
+                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 1)
+        k["resolve"](svf, faces, key, fid, face_id, bary, depth, B, Vs, H, W, near, persp)
     else:
-        bbox = A.empty(sv, (B, F, 4))
-        fdata = A.empty(sv, (B, F, raster.N_FDATA))
-        if F > 0:
-            k["setup"](svf, faces, bbox, fdata, near, persp, cull)
+        bbox = A.empty(sv, (B, Fm, 4))
+        fdata = A.empty(sv, (B, Fm, raster.N_FDATA))
+        if Fm > 0:
+            k["setup"](svf, faces, ranges, bbox, fdata, Vs, near, persp, cull)
         offsets, tile_faces = bin_faces(bbox, H, W, T)
-        k["raster_pixels"](bbox, fdata, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
-        k["bary"](svf, faces, face_id, bary, depth, B, H, W, near, persp)
+        k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+        k["bary"](svf, faces, face_id, bary, depth, B, Vs, H, W, near, persp)
     return outs, (sv, faces, outs[0])
 
 
 def screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, H, W, persp):
-    """``(Bi, V, 3)`` gradient w.r.t. ``sv (Bi, V, 3)`` of the barycentric / depth recompute on ``Bi``
-    images with face ids ``face_id (Bi, H, W)`` (shared by rasterize_layers, which passes B * K)."""
+    """``(Bv, V, 3)`` gradient w.r.t. ``sv (Bv, V, 3)`` of the barycentric / depth recompute on the
+    images of ``face_id (Bi, H, W)``, with ``Bv`` = ``Bi`` or 1 (shared vertices; rasterize_layers
+    passes B * K images)."""
     from taichirast.kernels import raster, real_type
 
     k = raster.build(real_type(A.dtype_name(sv)))
-    Bi, Vn = sv.shape[0], sv.shape[1]
+    Bi, Vn = face_id.shape[0], sv.shape[1]
     N = Bi * H * W
-    grad_sv = A.zeros(sv, (Bi, Vn, 3))
+    grad_sv = A.zeros(sv, sv.shape)
     if faces.shape[0] > 0 and Vn > 0 and N > 0:
         gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
         gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
-        k["backward"](sv.reshape(Bi * Vn, 3), faces, face_id.reshape(N), gb, gd, grad_sv.reshape(Bi * Vn, 3),
-                      Bi, H, W, int(persp), int(g_bary is not None), int(g_depth is not None))
+        k["backward"](sv.reshape(sv.shape[0] * Vn, 3), faces, face_id.reshape(N), gb, gd,
+                      grad_sv.reshape(sv.shape[0] * Vn, 3), Bi, vertex_stride(sv), H, W, int(persp),
+                      int(g_bary is not None), int(g_depth is not None))
     return grad_sv
 
 
@@ -162,8 +180,9 @@ def backward(saved, params, grads, needs):
     sv, faces, face_id = saved
     _, g_bary, g_depth = grads
     if g_bary is None and g_depth is None:
-        return [None, None]
-    return [screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, params["H"], params["W"], params["persp"]), None]
+        return [None, None, None]
+    return [screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, params["H"], params["W"], params["persp"]),
+            None, None]
 
 
 PRIM = Primitive(FN, rasterize, forward, backward, differentiable=("screen_verts",))

@@ -14,6 +14,7 @@ from .._binning import bin_faces
 from .._primitive import Prepared, Primitive
 from ..fragments import Fragments
 from ..runtime import ensure_init
+from .raster import vertex_stride
 
 FN = "rasterize_layers"
 
@@ -72,12 +73,12 @@ def rasterize_layers(screen_verts, faces, image_size, num_layers=2, perspective_
     K = int(num_layers)
     if K < 1:
         raise ValueError(f"{FN}: num_layers must be a positive int (1 = plain rasterize), got {num_layers!r}")
-    sv, faces, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near,
-                                    tile_size)
-    if sv.shape[0] * K * params["H"] * params["W"] >= 2**31:
-        raise ValueError(f"{FN}: batch {sv.shape[0]} x num_layers {K} x image {params['H']}x{params['W']} is more "
-                         f"than 2^31 pixels; render fewer layers, a smaller batch or a smaller image")
-    return Prepared(inputs=[sv, faces], sources=["screen_verts", None],
+    sv, faces, ranges, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
+                                            cull_backfaces, near, tile_size)
+    if ranges.shape[0] * K * params["H"] * params["W"] >= 2**31:
+        raise ValueError(f"{FN}: batch {ranges.shape[0]} x num_layers {K} x image {params['H']}x{params['W']} is "
+                         f"more than 2^31 pixels; render fewer layers, a smaller batch or a smaller image")
+    return Prepared(inputs=[sv, faces, ranges], sources=["screen_verts", None, None],
                     params=dict(params, K=K),
                     pack=lambda outs: Fragments(*outs))
 
@@ -94,8 +95,9 @@ def _schedule():
 
 
 def _repeat_layers(x, K):
-    """``(B, ...) -> (B * K, ...)``, each batch entry repeated K times in a row (layer images' vertices)."""
-    if K == 1:
+    """``(B, ...) -> (B * K, ...)``, each batch entry repeated K times in a row (layer images' vertices);
+    shared vertices (a batch of 1) stay shared."""
+    if K == 1 or x.shape[0] == 1:
         return x
     if A.is_torch(x):
         return x.repeat_interleave(K, dim=0).contiguous()
@@ -111,10 +113,10 @@ def forward(inputs, params):
     from taichirast.kernels import raster, real_type
 
     ensure_init()
-    sv, faces = inputs
+    sv, faces, ranges = inputs
     real = A.dtype_name(sv)
     k = raster.build(real_type(real))
-    B, Vn, F = sv.shape[0], sv.shape[1], faces.shape[0]
+    B, Vn, F = ranges.shape[0], sv.shape[1], params["fmax"]
     H, W, K, T = params["H"], params["W"], params["K"], params["tile"]
     near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
     HW = H * W
@@ -122,9 +124,10 @@ def forward(inputs, params):
     NK = N * K
     outs = (A.empty(sv, (B, K, H, W), "int32"), A.empty(sv, (B, K, H, W, 3)), A.empty(sv, (B, K, H, W)))
     face_id, bary, depth = outs[0].reshape(NK), outs[1].reshape(NK, 3), outs[2].reshape(NK)
-    svf = sv.reshape(B * Vn, 3)
+    svf = sv.reshape(sv.shape[0] * Vn, 3)
+    Vs = vertex_stride(sv)
     sv_rep = _repeat_layers(sv, K)  # layer image b * K + l sees batch b's vertices
-    svr = sv_rep.reshape(B * K * Vn, 3)
+    svr = sv_rep.reshape(sv_rep.shape[0] * Vn, 3)
     if _schedule() == "face":
         key = A.full(sv, (NK,), raster.KEY_EMPTY, "int64")
         f64 = real == "float64"
@@ -134,33 +137,34 @@ def forward(inputs, params):
             key0 = key if K == 1 else A.full(sv, (N,), raster.KEY_EMPTY, "int64")
             fid0 = fid if (K == 1 or not f64) else A.full(sv, (N,), raster.FID_EMPTY, "int32")
             for second in ((0, 1) if f64 else (0,)):
-                k["raster_faces"](svf, faces, key0, fid0, B, H, W, near, persp, cull, second)
+                k["raster_faces"](svf, faces, ranges, key0, fid0, F, Vs, H, W, near, persp, cull, second)
             if K > 1:
                 _layer0(key, key0, B, K, HW)
                 if f64:
                     _layer0(fid, fid0, B, K, HW)
             for layer in range(1, K):
                 for second in ((0, 1) if f64 else (0,)):
-                    k["raster_faces_peel"](svf, faces, key, fid, B, K, layer, H, W, near, persp, cull, second)
-        k["resolve"](svr, faces, key, fid, face_id, bary, depth, B * K, H, W, near, persp)
+                    k["raster_faces_peel"](svf, faces, ranges, key, fid, F, Vs, K, layer, H, W, near, persp, cull,
+                                           second)
+        k["resolve"](svr, faces, key, fid, face_id, bary, depth, B * K, Vs, H, W, near, persp)
     else:
         bbox = A.empty(sv, (B, F, 4))
         fdata = A.empty(sv, (B, F, raster.N_FDATA))
         if F > 0:
-            k["setup"](svf, faces, bbox, fdata, near, persp, cull)
+            k["setup"](svf, faces, ranges, bbox, fdata, Vs, near, persp, cull)
         offsets, tile_faces = bin_faces(bbox, H, W, T)
         # depth holds the depth test's own values while peeling; ``bary`` then rewrites it
         if K == 1:
-            k["raster_pixels"](bbox, fdata, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+            k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
         else:
             fid0, d0 = A.empty(sv, (N,), "int32"), A.empty(sv, (N,))
-            k["raster_pixels"](bbox, fdata, offsets, tile_faces, fid0, d0, H, W, T, near, persp)
+            k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, fid0, d0, H, W, T, near, persp)
             _layer0(face_id, fid0, B, K, HW)
             _layer0(depth, d0, B, K, HW)
             for layer in range(1, K):
-                k["raster_pixels_peel"](bbox, fdata, offsets, tile_faces, face_id, depth, K, layer, H, W, T, near,
-                                        persp)
-        k["bary"](svr, faces, face_id, bary, depth, B * K, H, W, near, persp)
+                k["raster_pixels_peel"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, K, layer, H, W, T,
+                                        near, persp)
+        k["bary"](svr, faces, face_id, bary, depth, B * K, Vs, H, W, near, persp)
     return outs, (sv, faces, outs[0])
 
 
@@ -171,11 +175,13 @@ def backward(saved, params, grads, needs):
     sv, faces, face_id = saved
     _, g_bary, g_depth = grads
     if g_bary is None and g_depth is None:
-        return [None, None]
-    B, Vn, K = sv.shape[0], sv.shape[1], params["K"]
+        return [None, None, None]
+    Bv, Vn, K = sv.shape[0], sv.shape[1], params["K"]
+    B = face_id.shape[0]
     grad_rep = screen_vertex_grads(_repeat_layers(sv, K), faces, face_id.reshape(B * K, params["H"], params["W"]),
                                    g_bary, g_depth, params["H"], params["W"], params["persp"])
-    return [grad_rep if K == 1 else A.sum_axes(grad_rep.reshape(B, K, Vn, 3), (1,)), None]
+    summed = K == 1 or Bv == 1  # shared vertices: the kernel summed over every layer image already
+    return [grad_rep if summed else A.sum_axes(grad_rep.reshape(Bv, K, Vn, 3), (1,)), None, None]
 
 
 PRIM = Primitive(FN, rasterize_layers, forward, backward, differentiable=("screen_verts",))

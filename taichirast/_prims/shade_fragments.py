@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed
 from .._primitive import Prepared, Primitive
 from .interpolate import _int_image
 from .shade import LIGHT_DUMMIES, _kernels, check_lights, vec3
@@ -100,6 +101,11 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
             (default 1).
         background: ``(3,)`` colour of pixels with ``face_id < 0`` (default 0).
 
+        A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
+        on it): ``faces`` (and ``normal_faces``) a :class:`~taichirast.Meshes` or a list of
+        per-mesh faces, with ``positions`` (and ``normals``) packed ``(sum V_i, 3)`` or lists;
+        ``camera_center`` ``(N, 3)`` for a camera per mesh.
+
     Returns:
         ``(B, H, W, 3)`` RGB, differentiable w.r.t. ``fragments.bary``, positions, normals, albedo,
         camera centre, every light and material parameter and the background.
@@ -107,7 +113,8 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
     from taichirast.kernels.shade import MODELS
 
     face_id, bary = V.fragment_fields(FN, "fragments", fragments, ("face_id", "bary"))
-    position_faces = faces
+    positions, position_faces, meshes = packed.mesh_args(FN, "positions", positions, faces)
+    normals, normal_faces, nmeshes = packed.mesh_args(FN, "normals", normals, normal_faces, "normal_faces")
     kind = V.kind_of(face_id, bary, positions, normals, albedo, camera_center, ambient, light_dirs, light_colors,
                      point_positions, point_colors, sh_coeffs, material_ambient, specular, shininess, background)
     if not isinstance(model, str) or model not in MODELS:
@@ -122,6 +129,7 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
     if A.is_torch(face_id) and A.is_torch(like) and face_id.device != like.device:
         raise ValueError(f"{FN}: face_id is on {face_id.device} but bary is on {like.device}")
     B, H, W = face_id.shape
+    packed.images(FN, meshes if meshes is not None else nmeshes, "fragments", B)
     positions = _batched("positions", positions, kind, like, B, 2)
     normals = _batched("normals", normals, kind, like, B, 2)
     position_faces = V.faces(FN, "faces", position_faces, kind, n_verts=positions.shape[1], like=like)

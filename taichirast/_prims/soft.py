@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import _array as A
 from .. import _validate as V
+from .. import packed as P
 from .._binning import bin_faces, ranks_of
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
@@ -88,6 +89,11 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
         colors: per-vertex ``(V, C)`` / ``(B, V, C)``, or per-face ``(F, C)`` / ``(B, F, C)``
             with ``per_face=True``. Outside a face, a pixel takes the colour of the face's
             nearest point.
+
+            A packed batch of different meshes (:mod:`taichirast.packed`) draws mesh i into image
+            i: ``screen_verts`` a :class:`~taichirast.Meshes` of screen vertices with
+            ``faces=None``, or packed ``(sum V_i, 3)`` / per-mesh lists with ``faces`` a ``Meshes``
+            / list; ``colors`` then packed ``(sum V_i, C)`` (``(sum F_i, C)`` per face) or a list.
         image_size: ``(H, W)``.
         background: ``(C,)`` background colour (default zeros); differentiable.
         sigma, gamma: sharpness of coverage and of the depth softmax (> 0).
@@ -99,6 +105,8 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
         ``(B, H, W, C + 1)`` RGBA (colour channels then alpha). Differentiable w.r.t.
         ``screen_verts`` (x, y and z), ``colors`` and ``background``.
     """
+    screen_verts, faces, meshes = P.mesh_args(FN, "screen_verts", screen_verts, faces)
+    colors = P.pack_values(meshes, colors, "face" if per_face else "vertex", FN, "colors")
     kind = V.kind_of(screen_verts, faces, colors, background)
     sv = V.screen_verts(FN, "screen_verts", screen_verts, kind)
     faces = V.faces(FN, "faces", faces, kind, sv.shape[1], like=sv)
@@ -133,11 +141,12 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     _check_scales(A.dtype_name(sv), H, W, sigma, gamma, far - near)
     cull_eps = V.number(FN, "cull_eps", cull_eps, lo=0.0, hi=0.5, lo_open=True)
     tile = tile_size_arg(FN, tile_size)
-    B = V.batch(FN, {"screen_verts": sv.shape[0], "colors": colors.shape[0]})
+    B = P.batch(FN, meshes, {"screen_verts": sv.shape[0], "colors": colors.shape[0]})
+    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
     params = dict(B=B, H=H, W=W, C=C, sigma=sigma, gamma=gamma, eps=eps, near=near, far=far,
-                  per_face=per_face, cull_eps=cull_eps, tile=tile, exact=bool(exact))
-    return Prepared(inputs=[sv, faces, colors, background], sources=["screen_verts", None, "colors", bg_source],
-                    params=params)
+                  per_face=per_face, cull_eps=cull_eps, tile=tile, exact=bool(exact), fmax=fmax)
+    return Prepared(inputs=[sv, faces, colors, background, ranges],
+                    sources=["screen_verts", None, "colors", bg_source, None], params=params)
 
 
 def _check_scales(dtype, H, W, sigma, gamma, depth_range):
@@ -164,9 +173,9 @@ def forward(inputs, params):
     from taichirast.kernels import real_type, soft
 
     ensure_init()
-    sv, faces, colors, bg = inputs
+    sv, faces, colors, bg, ranges = inputs
     B, H, W, C = params["B"], params["H"], params["W"], params["C"]
-    F = faces.shape[0]
+    F = params["fmax"]
     out = A.empty(sv, (B, H, W, C + 1))
     aux = A.empty(sv, (B, H, W, 4))  # zm, Z, w_b / Z, 1 - alpha
     if F == 0:
@@ -175,30 +184,30 @@ def forward(inputs, params):
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
-        return (out,), (sv, faces, colors, bg, A.zeros(sv, (1, 1, soft.K)), out, aux, none, none)
+        return (out,), (sv, faces, colors, bg, ranges, A.zeros(sv, (1, 1, soft.K)), out, aux, none, none)
     K = soft.build(real_type(A.dtype_name(sv)))
     sc = _scalars(params)
-    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, params, sc["d2cull"])
+    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, ranges, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
     # cut-off constants (kernels/soft.py `saturated`): colour |c - rgb| <= 2 max|colour|
     kc = 2.0 * max(A.abs_max(colors), A.abs_max(bg)) / CUT_TOL
-    K.forward(fs, faces, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
+    K.forward(fs, faces, ranges, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], kc, math.log(1.0 / CUT_TOL), int(params["per_face"]), C,
               not params["exact"])
-    return (out,), (sv, faces, colors, bg, fs, out, aux, rank, cut)
+    return (out,), (sv, faces, colors, bg, ranges, fs, out, aux, rank, cut)
 
 
-def depth_ordered_setup(K, sv, faces, params, d2cull):
+def depth_ordered_setup(K, sv, faces, ranges, params, d2cull):
     """Per-face constants ``fs``, tile lists in depth order (nearest vertex first, then face id)
-    and each face's place in that order ``rank (B, F)`` int32."""
+    and each face's place in that order ``rank (B, F)`` int32 (F: the largest face range)."""
     from taichirast.kernels import soft
 
-    B, H, W, F = params["B"], params["H"], params["W"], faces.shape[0]
+    B, H, W, F = params["B"], params["H"], params["W"], params["fmax"]
     fs = A.empty(sv, (B, F, soft.K))
     bbox = A.empty(sv, (B, F, 4))
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
-    K.setup(sv, faces, fs, bbox, params["near"], margin, 1)
+    K.setup(sv, faces, ranges, fs, bbox, params["near"], margin, 1)
     # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last)
     inv_z = fs[:, :, soft.FS_IZ:soft.FS_IZ + 3]
     key = -(inv_z.amax(dim=2) if A.is_torch(inv_z) else inv_z.max(axis=2))
@@ -212,14 +221,14 @@ def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, ranges, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
-        return [None] * 4
+        return [None] * 5
     C = params["C"]
     need_sv, need_col, need_bg = needs[0], needs[2], needs[3]
     gsv = gcol = gbg = None
-    F = faces.shape[0]
+    F = params["fmax"]
     if need_sv:
         gsv = A.zeros(sv, sv.shape)
     if need_col:
@@ -235,16 +244,16 @@ def backward(saved, params, grads, needs):
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
         K.tile_max_cut(cut, tmax, T)
-        K.backward(fs, faces, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
+        K.backward(fs, faces, ranges, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
                    int(params["per_face"]), C)
         if need_sv:
-            K.scatter_verts(faces, gface, gsv)
+            K.scatter_verts(faces, ranges, gface, gsv)
         if need_col:
-            K.scatter_colors(faces, gcolf, gcol, int(params["per_face"]))
+            K.scatter_colors(faces, ranges, gcolf, gcol, int(params["per_face"]))
     if need_bg:
         # d rgb / d bg = w_b / Z per pixel; alpha does not depend on the background.
         gbg = A.contiguous(A.sum_axes(g[..., :C] * aux[..., 2:3], (0, 1, 2)))
-    return [gsv, None, gcol, gbg]
+    return [gsv, None, gcol, gbg, None]
 
 
 PRIM = Primitive(FN, soft_rasterize, forward, backward, differentiable=("screen_verts", "colors", "background"))

@@ -26,7 +26,7 @@ def dibr_alpha(scene, raster, shader):
     """Shaded colour, alpha = DIB-R's soft silhouette (:func:`taichirast.dibr_silhouette`)."""
     rgb = shader(scene, raster.screen_verts, raster.fragments)
     o = scene.options
-    alpha = ops.dibr_silhouette(raster.screen_verts, scene.faces, raster.fragments, scene.image_size,
+    alpha = ops.dibr_silhouette(raster.screen_verts, scene.drawn(scene.faces), raster.fragments, scene.image_size,
                                 sigmainv=o["sigmainv"], box_len=o["box_len"], near=scene.camera.near, **scene.tile)
     return torch.cat([rgb, alpha[..., None]], dim=-1)
 
@@ -35,7 +35,7 @@ def softras(scene, raster, shader):
     """SoftRas aggregation (:func:`taichirast.soft_rasterize`) of the shader's :class:`ShadedMesh`."""
     mesh = shader(scene, raster.screen_verts)
     o, cam = scene.options, scene.camera
-    return ops.soft_rasterize(mesh.screen_verts, mesh.faces, mesh.colors, scene.image_size,
+    return ops.soft_rasterize(mesh.screen_verts, scene.drawn(mesh.faces), mesh.colors, scene.image_size,
                               background=scene.background_for(mesh.colors.shape[-1]), sigma=o["sigma"],
                               gamma=o["gamma"], eps=o["eps"], near=cam.near, far=cam.far, per_face=mesh.per_face,
                               **scene.tile)

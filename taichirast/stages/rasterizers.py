@@ -20,14 +20,14 @@ def clip_far(frags, far):
 
 def project_only(scene):
     """Screen vertices, no fragments (SoftRas needs none)."""
-    return Raster(ops.project(scene.verts, scene.camera), None)
+    return Raster(scene.project(), None)
 
 
 def hard(scene):
     """Projection and one layer of hard fragments (:func:`taichirast.rasterize`), clipped at far."""
     cam = scene.camera
-    sv = ops.project(scene.verts, cam)
-    frags = ops.rasterize(sv, scene.faces, scene.image_size, perspective_correct=not cam.orthographic,
+    sv = scene.project()
+    frags = ops.rasterize(sv, scene.drawn(scene.faces), scene.image_size, perspective_correct=not cam.orthographic,
                           cull_backfaces=scene.cull_backfaces, near=cam.near, **scene.tile)
     return Raster(sv, clip_far(frags, cam.far))
 
@@ -36,8 +36,8 @@ def layered(scene):
     """Projection and ``options["splat_layers"]`` depth layers of fragments
     (:func:`taichirast.rasterize_layers`), fields ``(B, K, H, W)``, clipped at far."""
     cam = scene.camera
-    sv = ops.project(scene.verts, cam)
-    frags = ops.rasterize_layers(sv, scene.faces, scene.image_size, num_layers=scene.options["splat_layers"],
+    sv = scene.project()
+    frags = ops.rasterize_layers(sv, scene.drawn(scene.faces), scene.image_size, num_layers=scene.options["splat_layers"],
                                  perspective_correct=not cam.orthographic, cull_backfaces=scene.cull_backfaces,
                                  near=cam.near, **scene.tile)
     return Raster(sv, clip_far(frags, cam.far))

@@ -17,6 +17,11 @@ class Scene:
     ``material`` (a :class:`~taichirast.Material` whenever ``lights`` is set), ``shading``
     (``"smooth"`` / ``"flat"``), ``tex_kw`` (texture filter and wrap), ``tile`` (tile-size keyword
     for the primitives) and ``options`` (the mode's own numbers: sigma, gamma, ...).
+
+    ``packing``: the :class:`~taichirast.Meshes` of a batch of different meshes, else None. Then
+    ``verts`` ``(1, sum V_i, 3)`` and ``faces`` (global vertex indices) hold the whole batch as
+    one mesh, which every stage shades as it is; only the primitives that loop over faces take
+    :meth:`drawn` faces (image i draws mesh i's range) and projection :meth:`project` (camera i).
     """
 
     verts: torch.Tensor
@@ -35,6 +40,24 @@ class Scene:
     tile: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     cull_backfaces: bool = False
+    packing: Any = None
+
+    def drawn(self, faces):
+        """``faces`` (``self.faces`` or a mesh with the same face order) as the face-looping
+        primitives take them: with the batch's per-image face ranges when there is a batch."""
+        if self.packing is None:
+            return faces
+        from ..packed import FaceRanges
+
+        return FaceRanges.of(faces, self.packing)
+
+    def project(self):
+        """``(B, V, 3)`` screen vertices (:func:`taichirast.project`); mesh i by camera i for a batch."""
+        from .. import ops
+
+        if self.packing is None:
+            return ops.project(self.verts, self.camera)
+        return ops.project(self.packing.with_verts(self.verts[0]), self.camera).verts_packed[None]
 
     @property
     def image_size(self):
