@@ -10,8 +10,9 @@ resident set size of the process during the case (``peak RSS``) and its rise ove
 before the case (``+RSS``), sampled every millisecond; on CUDA, peak allocated GPU memory.
 The same run times a dense pure-PyTorch SoftRas (benchmarks/reference.py) against
 taichirast.soft_rasterize on a small scene and reports the ratio, and (without ``--quick``) the
-silhouette-gradient tables of :mod:`benchmarks.visibility` (hard + antialias, splat, DIB-R, soft)
-and :mod:`benchmarks.soft`'s soft / hard ratios for the bunny and a 1.31M-face sphere at 1024².
+silhouette-gradient tables of :mod:`benchmarks.visibility` (hard + antialias, splat, DIB-R, soft),
+:mod:`benchmarks.soft`'s soft / hard ratios for the bunny and a 1.31M-face sphere at 1024², and
+:mod:`benchmarks.packed`'s batch of different meshes against rendering them one by one.
 """
 from __future__ import annotations
 
@@ -437,6 +438,11 @@ def main(argv=None):
         print()
         print("Soft against hard rasterization (python -m benchmarks.soft --sphere):", flush=True)
         soft.main(["--rounds", str(args.repeat), "--sphere"])
+        from benchmarks import packed
+
+        print()
+        print("A batch of different meshes in one call (python -m benchmarks.packed):", flush=True)
+        packed.main(["--rounds", str(args.repeat), "--device", args.device])
     if args.device == "cuda":
         from benchmarks import peers
 

@@ -16,7 +16,7 @@ _LAZY = {
     "project": "ops", "rasterize": "ops", "interpolate": "ops", "soft_rasterize": "ops",
     "dibr_silhouette": "ops", "texture": "texturing", "shade": "ops", "shade_fragments": "ops", "Fragments": "fragments",
     "antialias": "ops", "rasterize_layers": "ops", "splat": "ops", "edge_topology": "topology",
-    "EdgeTopology": "topology", "CameraSizeWarning": "_validate", "Meshes": "packed",
+    "EdgeTopology": "topology", "CameraSizeWarning": "_validate", "Meshes": "packed", "FaceRanges": "packed",
     "project_points": "ops",
     "PerspectiveCamera": "camera", "OrthographicCamera": "camera",
     "render": "render", "Renderer": "render", "MeshRasterizer": "render", "MeshShader": "render", "Lights": "lights", "Material": "lights",

@@ -1,13 +1,14 @@
 """Benchmark helpers: benchmarks.peers (the conversions that give nvdiffrast and PyTorch3D our scene,
-and the table's plumbing: on a machine without the peers they are reported, not timed) and
-benchmarks.vulkan_copies' traffic counter."""
+and the table's plumbing: on a machine without the peers they are reported, not timed),
+benchmarks.vulkan_copies' traffic counter and benchmarks.packed's batch (the two ways it times
+draw the same pictures)."""
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import peers, vulkan_copies  # noqa: E402
+from benchmarks import packed, peers, vulkan_copies  # noqa: E402
 
 
 def test_clip_space_puts_pixel_centres_and_depths_where_nvdiffrast_reads_them():
@@ -64,3 +65,20 @@ def test_traffic_counts_launches_external_arrays_and_bytes():
     assert float(y[0]) == 6.0
     axpy(x, y, 1.0)  # unwrapped again: nothing more is counted
     assert t.launches == 2
+
+
+def test_packed_benchmark_batch_is_different_meshes_and_both_ways_draw_the_same_pictures():
+    import taichirast as tr
+
+    vs, fs, cols, cams = packed.batch(5, "cpu", 24)
+    assert cams.batch_size == 5 and len({f.shape[0] for f in fs}) >= 4
+    assert all(not (vs[i].shape == vs[j].shape and torch.equal(vs[i], vs[j])) for i in range(5) for j in range(i))
+    for kw in (dict(mode="hard", **packed.LIGHTS), dict(mode="soft")):
+        one_call = tr.render(tr.Meshes(vs, fs), None, cams, colors=cols, **kw)
+        for i in range(5):
+            single = tr.render(vs[i], fs[i], cams[i], colors=cols[i], **kw)
+            assert float(single[..., 3].mean()) > 0.02  # each mesh is in view
+            torch.testing.assert_close(one_call[i:i + 1], single, rtol=0, atol=1e-6)
+    assert set(packed.cases(vs, fs, cols, cams, 24)) == {
+        (m, c) for m in ("hard lit", "soft")
+        for c in ("one mesh, N cameras (reference)", "Meshes batch, one call", "mesh by mesh (loop)")}

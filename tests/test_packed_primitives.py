@@ -13,7 +13,7 @@ from gpu_scenes import assert_equal_up_to_sum_order as same
 import taichirast as tr
 from taichirast import meshes
 from taichirast._prims import raster as raster_prim
-from taichirast.packed import FaceRanges
+FaceRanges = tr.FaceRanges
 
 H, W = 24, 20
 
@@ -240,9 +240,9 @@ def test_float64_gradcheck_of_each_face_looping_primitive_on_a_packed_batch():
     assert torch.autograd.gradcheck(dibr, args[:2] + [c0, c1], eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
-def test_a_packed_batch_of_one_mesh_drawn_n_times_costs_no_copies_of_the_mesh():
-    """One mesh seen by N cameras is a (V, 3) mesh and a camera batch: the projection is the only
-    per-view array, and FaceRanges can draw sub-ranges of one shared vertex array per image."""
+def test_face_ranges_draw_parts_of_one_shared_vertex_array_per_image():
+    """nvdiffrast's range mode: image i draws faces[first_i : first_i + count_i] of one mesh; ranges
+    may overlap (image 2 is the whole mesh) and face ids are indices into the faces passed."""
     svs, fs = _screen()
     s, f = svs[0], fs[0]
     ranges = torch.tensor([[0, 40], [40, 40], [0, 80]])

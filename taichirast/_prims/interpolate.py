@@ -30,18 +30,18 @@ def _int_image(name, x, kind, like):
 def interpolate(attrs, faces, fragments):
     """Interpolate per-vertex attributes at every pixel with the fragments' barycentrics.
 
+    A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
+    on it, face ids = packed face indices): ``faces`` a :class:`~taichirast.Meshes` with
+    ``attrs`` packed ``(sum V_i, C)`` or a list of per-mesh ``(V_i, C)``, or ``faces`` a list
+    of per-mesh ``(F_i, 3)`` (e.g. UV faces) with ``attrs`` a list; or ``attrs`` a ``Meshes``
+    (its vertices) with ``faces=None``.
+
     Args:
         attrs: ``(V, C)`` or ``(B, V, C)`` float attributes.
         faces: ``(F, 3)`` indices into ``attrs`` with the same face order as the rasterized mesh.
             For face-varying data (UV seams, per-corner normals) pass the attribute topology,
             e.g. ``uv_faces``, or ``arange(3F).reshape(F, 3)`` with ``attrs`` of shape ``(3F, C)``.
         fragments: :class:`~taichirast.Fragments` from :func:`rasterize`.
-
-        A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
-        on it, face ids = packed face indices): ``faces`` a :class:`~taichirast.Meshes` with
-        ``attrs`` packed ``(sum V_i, C)`` or a list of per-mesh ``(V_i, C)``, or ``faces`` a list
-        of per-mesh ``(F_i, 3)`` (e.g. UV faces) with ``attrs`` a list; or ``attrs`` a ``Meshes``
-        (its vertices) with ``faces=None``.
 
     Returns:
         ``(B, H, W, C)``; 0 on background. Differentiable w.r.t. ``attrs`` and, through

@@ -86,6 +86,11 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
     position / normal images and with per-mesh gradients summed per image row (no per-pixel
     gradient buffers for lights, camera or material).
 
+    A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
+    on it): ``faces`` (and ``normal_faces``) a :class:`~taichirast.Meshes` or a list of
+    per-mesh faces, with ``positions`` (and ``normals``) packed ``(sum V_i, 3)`` or lists;
+    ``camera_center`` ``(N, 3)`` for a camera per mesh.
+
     Args:
         fragments: :class:`~taichirast.Fragments` (``face_id (B, H, W)``, ``bary (B, H, W, 3)``).
         positions: ``(V, 3)`` / ``(B, V, 3)`` world positions; ``faces (F, 3)`` index them.
@@ -100,11 +105,6 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
             (defaults 1 and 0); shininess: scalar / ``(B,)`` per mesh or ``(B, H, W)`` per pixel
             (default 1).
         background: ``(3,)`` colour of pixels with ``face_id < 0`` (default 0).
-
-        A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
-        on it): ``faces`` (and ``normal_faces``) a :class:`~taichirast.Meshes` or a list of
-        per-mesh faces, with ``positions`` (and ``normals``) packed ``(sum V_i, 3)`` or lists;
-        ``camera_center`` ``(N, 3)`` for a camera per mesh.
 
     Returns:
         ``(B, H, W, 3)`` RGB, differentiable w.r.t. ``fragments.bary``, positions, normals, albedo,
