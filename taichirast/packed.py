@@ -324,19 +324,30 @@ def gradient_like(arg, g):
     return None
 
 
-def scene_args(meshes, faces, camera, colors, per_face, texture, uvs):
+def scene_args(meshes, faces, camera, colors, per_face, uvs, uv_faces):
     """:func:`taichirast.render` of a :class:`Meshes` batch: ``(verts (sum V_i, 3), faces_global,
-    colors)``, the batch drawn as one mesh whose images keep to their own face ranges (the render
-    stages pass :meth:`FaceRanges.of` to the face-looping primitives)."""
+    colors, uvs, uv_faces)``, the batch drawn as one mesh whose images keep to their own face ranges
+    (the render stages pass :meth:`FaceRanges.of` to the face-looping primitives). UVs: per vertex
+    (``uv_faces=None``; packed ``(sum V_i, 2)`` or a list), or lists of per-mesh ``uvs (T_i, 2)``
+    and ``uv_faces (F_i, 3)`` (local indices); the texture is one shared map or one per mesh."""
     if faces is not None:
         raise ValueError("render: with a Meshes batch pass faces=None (each mesh carries its own faces)")
-    if texture is not None or uvs is not None:
-        raise ValueError("render: texture and uvs are not supported with a Meshes batch yet; render textured meshes "
-                         "one by one")
     N = len(meshes)
     if camera.batch_size not in (1, N):
         raise ValueError(f"render: a Meshes batch of {N} needs {N} cameras (one per mesh) or 1 shared, got a camera "
                          f"batch of {camera.batch_size}")
     if colors is not None:
         colors = meshes.pack(colors, "face" if per_face else "vertex", "render", "colors")
-    return meshes.verts_packed, meshes.faces_global, colors
+    if uvs is not None and uv_faces is None:
+        uvs, uv_faces = meshes.pack(uvs, "vertex", "render", "uvs"), meshes.faces_global
+    elif uvs is not None or uv_faces is not None:
+        if not isinstance(uv_faces, (list, tuple)):
+            raise TypeError("render: with a Meshes batch, uv_faces must be a list of per-mesh (F_i, 3) UV faces "
+                            "(local to each mesh's uvs, with uvs a list), or None for one UV per vertex; got "
+                            f"{type(uv_faces).__name__}")
+        uv = Meshes.lists("render", "uvs", uvs, "uv_faces", uv_faces)
+        if uv.faces_offsets != meshes.faces_offsets:
+            want, got = (np.diff(m.faces_offsets).tolist() for m in (meshes, uv))
+            raise ValueError(f"render: uv_faces must have one row per face of each mesh, {want}, got {got}")
+        uvs, uv_faces = uv.verts_packed, uv.faces_global
+    return meshes.verts_packed, meshes.faces_global, colors, uvs, uv_faces

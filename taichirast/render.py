@@ -125,7 +125,9 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
             :class:`~taichirast.Meshes` batch of different meshes (then ``faces=None``): mesh i is
             drawn into image i with camera i (or one shared camera), in one pass of the stages
             (:mod:`taichirast.packed`); ``colors`` then packed ``(sum V_i, C)`` (``(sum F_i, C)``
-            per face) or a list of per-mesh tensors; textures are not supported with a batch.
+            per face) or a list of per-mesh tensors, ``uvs`` per vertex (packed or a list) or
+            lists of per-mesh ``uvs`` / ``uv_faces``, and ``texture`` one map or one per mesh
+            ``(N, Ht, Wt, 3)``.
         faces: ``(F, 3)`` int vertex indices, counter-clockwise = front-facing.
         camera: :class:`~taichirast.PerspectiveCamera` / :class:`~taichirast.OrthographicCamera`;
             its ``image_size``, ``near`` and ``far`` are used.
@@ -259,7 +261,7 @@ def make_scene(verts, faces, camera, colors=None, background=None, per_face=Fals
     _check_settings(camera, lights, material, texture, uvs, shading, texture_filter)
     packing = verts if isinstance(verts, Meshes) else None
     if packing is not None:
-        verts, faces, colors = scene_args(packing, faces, camera, colors, per_face, texture, uvs)
+        verts, faces, colors, uvs, uv_faces = scene_args(packing, faces, camera, colors, per_face, uvs, uv_faces)
     vb, faces, arr, uvs, uv_faces = _checked_arrays(
         verts, faces, camera, {"colors": colors, "texture": texture, "background": background}, uvs, uv_faces)
     cols = arr.get("colors")

@@ -105,7 +105,46 @@ def test_bad_packed_input_is_a_clear_error():
         tr.render(m, None, cams, colors=torch.ones(100, 3))
     with pytest.raises(ValueError, match="pass faces=None"):
         tr.render(m, fs[0], cams)
-    with pytest.raises(ValueError, match="texture and uvs are not supported with a Meshes batch"):
-        tr.render(m, None, cams, texture=torch.ones(4, 4, 3), uvs=torch.zeros(122, 2))
     with pytest.raises(IndexError, match="index 5 out of range for a batch of 3 cameras"):
         cams[5]
+
+
+@pytest.mark.parametrize("mode, filt", [("hard", "bilinear"), ("soft", "bilinear"), ("hard", "trilinear")])
+def test_textured_batch_equals_single_renders(mode, filt):
+    """UVs per vertex (packed) and per corner (lists of per-mesh uvs / uv_faces), one texture per mesh."""
+    vs, fs, cams, _ = _scene()
+    g = torch.Generator().manual_seed(7)
+    tex = torch.rand(3, 16, 16, 3, generator=g)
+    corner = [torch.rand(3 * f.shape[0], 2, generator=g) for f in fs]       # UV seams everywhere
+    corner_faces = [torch.arange(3 * f.shape[0]).reshape(-1, 3) for f in fs]
+    per_vertex = [(v[:, :2] + 1) / 2 for v in vs]
+    for uvs, uv_faces in ((torch.cat(per_vertex), None), (corner, corner_faces)):
+        leaves = [v.clone().requires_grad_() for v in vs]
+        t = tex.clone().requires_grad_()
+        out = tr.render(tr.Meshes(leaves, fs), None, cams, mode=mode, texture=t, uvs=uvs, uv_faces=uv_faces,
+                        texture_filter=filt)
+        w = torch.rand(out.shape, generator=g)
+        (out * w).sum().backward()
+        for i in range(3):
+            v, ti = vs[i].clone().requires_grad_(), tex[i].clone().requires_grad_()
+            one = tr.render(v, fs[i], cams[i], mode=mode, texture=ti, texture_filter=filt,
+                            uvs=per_vertex[i] if uv_faces is None else corner[i],
+                            uv_faces=None if uv_faces is None else corner_faces[i])
+            assert float(one[..., 3].detach().mean()) > 0.05
+            torch.testing.assert_close(out[i:i + 1], one.detach(), rtol=0, atol=1e-6)
+            (one * w[i:i + 1]).sum().backward()
+            torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-4, atol=1e-6 * float(v.grad.abs().max()))
+            torch.testing.assert_close(t.grad[i], ti.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_textured_batch_is_a_clear_error():
+    vs, fs, cams, _ = _scene()
+    m = tr.Meshes(vs, fs)
+    with pytest.raises(TypeError, match="uv_faces must be a list of per-mesh"):
+        tr.render(m, None, cams, texture=torch.ones(8, 8, 3), uvs=torch.zeros(10, 2), uv_faces=torch.zeros(5, 3))
+    uvs = [torch.zeros(3 * f.shape[0], 2) for f in fs]
+    bad = [torch.arange(3 * f.shape[0]).reshape(-1, 3)[:-1] for f in fs]
+    with pytest.raises(ValueError, match=r"uv_faces must have one row per face of each mesh, \[80, 12, 144\]"):
+        tr.render(m, None, cams, texture=torch.ones(8, 8, 3), uvs=uvs, uv_faces=bad)
+    with pytest.raises(ValueError, match="render: packed per-vertex uvs must have 122 rows"):
+        tr.render(m, None, cams, texture=torch.ones(8, 8, 3), uvs=torch.zeros(100, 2))

@@ -105,7 +105,8 @@ def _sample_corners(scene, sv, tex, uv_c):
     """A map sampled at the face corners ``uv_c (3F, 2)`` -> ``(Bx, 3F, C)``; trilinear filtering
     uses each face's isotropic level of detail (:func:`taichirast.mipmap.face_lod`)."""
     if scene.tex_kw["filter"] != "trilinear":
-        return ops.texture(tex, uv_c[None, None], **scene.tex_kw)[:, 0]
+        Bt = tex.shape[0] if tex.dim() == 4 else 1  # one texture per image: the corners' UVs for each
+        return ops.texture(tex, uv_c[None, None].expand(Bt, 1, *uv_c.shape), **scene.tex_kw)[:, 0]
     from .. import mipmap
 
     lod = mipmap.face_lod(sv, scene.faces, scene.uvs, scene.uv_faces,
