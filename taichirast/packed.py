@@ -158,6 +158,24 @@ class Meshes:
         idx = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.verts_offsets))
         return A.as_like(idx, self.faces_packed, "int32")
 
+    def to(self, *args, **kwargs):
+        """The batch with its vertices converted by ``Tensor.to(*args, **kwargs)`` (device and/or float
+        dtype) and its faces moved to the same device (torch tensors only)."""
+        if not A.is_torch(self.verts_packed):
+            raise TypeError("Meshes.to: the batch holds NumPy arrays; build it from torch tensors")
+        v = self.verts_packed.to(*args, **kwargs)
+        out = Meshes.__new__(Meshes)
+        out._set(v, self.faces_packed.to(v.device), self.verts_offsets, self.faces_offsets, "", check=False)
+        return out
+
+    def verts_list(self):
+        """The N per-mesh vertex arrays (views of the packed one)."""
+        return [self[i][0] for i in range(len(self))]
+
+    def faces_list(self):
+        """The N per-mesh face arrays, local indices (views of the packed one)."""
+        return [self[i][1] for i in range(len(self))]
+
     def __len__(self):
         return len(self.verts_offsets) - 1
 

@@ -148,3 +148,28 @@ def test_bad_textured_batch_is_a_clear_error():
         tr.render(m, None, cams, texture=torch.ones(8, 8, 3), uvs=uvs, uv_faces=bad)
     with pytest.raises(ValueError, match="render: packed per-vertex uvs must have 122 rows"):
         tr.render(m, None, cams, texture=torch.ones(8, 8, 3), uvs=torch.zeros(100, 2))
+
+
+def test_a_batch_through_the_renderer_module_returns_packed_fragments():
+    vs, fs, cams, cols = _scene()
+    m = tr.Meshes(vs, fs)
+    renderer = tr.Renderer(cams, mode="hard")
+    rgba, frags = renderer(m, None, colors=cols, return_fragments=True)
+    assert rgba.shape == (3, 24, 20, 4) and frags.face_id.shape == (3, 24, 20)
+    for i in range(3):
+        one = tr.rasterize(tr.project(vs[i], cams[i]), fs[i], (24, 20))
+        fid = one.face_id[0]
+        assert (fid >= 0).any()
+        assert torch.equal(frags.face_id[i], torch.where(fid >= 0, fid + m.faces_offsets[i], fid))
+
+
+def test_meshes_lists_and_conversion():
+    vs, fs, _, _ = _scene()
+    m = tr.Meshes(vs, fs)
+    assert all(torch.equal(a, b) for a, b in zip(m.verts_list(), vs))
+    assert all(torch.equal(a, b.long()) for a, b in zip(m.faces_list(), fs))
+    d = m.to(dtype=torch.float64)
+    assert d.verts_packed.dtype == torch.float64 and d.faces_offsets == m.faces_offsets
+    assert torch.equal(d.faces_global, m.faces_global)
+    with pytest.raises(TypeError, match="Meshes.to: the batch holds NumPy arrays"):
+        tr.Meshes([v.numpy() for v in vs], [f.numpy() for f in fs]).to("cpu")
