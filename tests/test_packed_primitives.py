@@ -9,23 +9,17 @@ import numpy as np
 import pytest
 import torch
 from gpu_scenes import assert_equal_up_to_sum_order as same
+from test_packed import _scene as _scene_with_colours
 
 import taichirast as tr
-from taichirast import meshes
 from taichirast._prims import raster as raster_prim
-FaceRanges = tr.FaceRanges
 
-H, W = 24, 20
+FaceRanges = tr.FaceRanges
+H, W = 24, 20  # tests/test_packed.py's scene
 
 
 def _scene(dtype=torch.float32):
-    v0, f0 = meshes.icosphere(1)
-    v1, f1 = meshes.cube(size=1.2)
-    v2, f2 = meshes.torus(R=0.7, r=0.25, n_major=12, n_minor=6)
-    vs = [torch.from_numpy(v).to(dtype) for v in (v0, v1, v2)]
-    fs = [torch.from_numpy(f) for f in (f0, f1, f2)]
-    eyes = torch.tensor([[0.0, 0.3, 3.0], [1.5, 1.0, 2.5], [0.0, 2.5, 1.5]], dtype=dtype)
-    cams = tr.PerspectiveCamera.look_at(eyes, fov_y=45.0, image_size=(H, W), near=0.1, far=10.0, dtype=dtype)
+    vs, fs, cams, _ = _scene_with_colours(dtype)
     return vs, fs, cams
 
 
