@@ -2,6 +2,7 @@
 
     python -m benchmarks.packed                 # 16 meshes, 128², 10 rounds
     python -m benchmarks.packed --meshes 64 --size 64
+    python -m benchmarks.packed --big 6       # mesh 0 an 81,920-face icosphere: very unequal sizes
 
 The batch is N procedural meshes of different sizes (icospheres, tori, cylinders, cones, cubes;
 80 to 1,280 faces), each seen by its own camera. Each round times, back to back, ``tr.render`` of
@@ -25,15 +26,16 @@ from taichirast import meshes
 LIGHTS = dict(lights=tr.Lights(ambient=[0.3, 0.3, 0.3], directions=[[0.3, -0.6, -1.0]], colors=[[0.7, 0.7, 0.7]]))
 
 
-def batch(n, device, size):
-    """N different meshes (float32 tensors on ``device``), their colours and N cameras."""
+def batch(n, device, size, big=None):
+    """N different meshes (float32 tensors on ``device``), their colours and N cameras; with ``big``,
+    mesh 0 is ``icosphere(big)``."""
     makers = [lambda i: meshes.icosphere(1 + i % 3), lambda i: meshes.torus(R=0.7, r=0.2 + 0.02 * (i % 4),
                                                                               n_major=16 + 4 * (i % 5), n_minor=8),
               lambda i: meshes.cylinder(n=12 + 4 * (i % 6)), lambda i: meshes.cone(n=10 + 6 * (i % 5)),
               lambda i: meshes.cube(size=1.0 + 0.1 * (i % 3))]
     vs, fs = [], []
     for i in range(n):
-        v, f = makers[i % len(makers)](i)
+        v, f = meshes.icosphere(big) if (big and i == 0) else makers[i % len(makers)](i)
         vs.append(torch.from_numpy(v).to(device))
         fs.append(torch.from_numpy(f).to(device))
     g = torch.Generator().manual_seed(0)
@@ -76,8 +78,9 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--device", default=default_device())
+    p.add_argument("--big", type=int, default=None, help="mesh 0 = icosphere(BIG) (e.g. 6: 81,920 faces)")
     args = p.parse_args(argv)
-    vs, fs, cols, cams = batch(args.meshes, args.device, args.size)
+    vs, fs, cols, cams = batch(args.meshes, args.device, args.size, args.big)
     faces = sum(f.shape[0] for f in fs)
     print(f"{args.meshes} different meshes, {faces} faces in all ({fs[0].shape[0]} in mesh 0), {args.size}², "
           f"fwd+bwd, median of {args.rounds} interleaved rounds, {args.device}", flush=True)

@@ -27,3 +27,21 @@ def point_segment_dist2(px, py, ax, ay, bx, by):
     dx = rx - t * ex
     dy = ry - t * ey
     return dx * dx + dy * dy, t
+
+
+@ti.func
+def entry_face(tab: ti.template(), e):
+    """``(b, f)``: image and face of face entry ``e``. ``tab (B, 3)`` int32 rows are (first face,
+    count, first entry) per image: image b owns entries ``tab[b, 2] .. tab[b, 2] + tab[b, 1] - 1``,
+    entry e of it being face ``tab[b, 0] + e - tab[b, 2]`` (taichirast/packed.py, ``Entries``).
+    Binary search for the last image whose first entry is <= e (empty images share their successor's
+    start and lose to it)."""
+    lo = 0
+    hi = tab.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if tab[mid, 2] <= e:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo, tab[lo, 0] + e - tab[lo, 2]

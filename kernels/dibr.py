@@ -29,6 +29,7 @@ import functools
 import taichi as ti
 
 from . import soft, tile_block_dim
+from .common import entry_face
 
 RESCALE = 1e30  # prod_nz is kept as mant * RESCALE^-ex with mant >= 1 / RESCALE
 
@@ -64,14 +65,14 @@ def build(real):
             tid = b * (ntx * nty) + tile
             for k in range(offsets[tid], offsets[tid + 1]):
                 f = tile_faces[k]
-                ox, oy, xs, ys, ab, tc = S.face_frame(fs, b, f)
-                r0, r1 = S.rows_of(fs, b, f, H, r_lo, r_hi)
+                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f)
+                r0, r1 = S.rows_of(fs, f, H, r_lo, r_hi)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)
-                    c0, c1 = S.row_span(fs, b, f, py, W, c_lo, c_hi)
+                    c0, c1 = S.row_span(fs, f, py, W, c_lo, c_hi)
                     for c in range(c0, c1 + 1):
                         px = real(c) + real(0.5)
-                        if face_id[fb, r, c] < 0 and S.in_box(fs, b, f, px, py):
+                        if face_id[fb, r, c] < 0 and S.in_box(fs, f, px, py):
                             inside, a, d2, ke, t = S.geometry(xs, ys, ab, tc, px - ox, py - oy)
                             if inside:
                                 d2 = real(0.0)
@@ -89,23 +90,24 @@ def build(real):
                                 aux[b, r, c, 0] = mant
 
     @ti.kernel
-    def backward(fs: arr, face_id: iarr, galpha: arr, aux: arr, gface: arr, kd: real):
-        """One thread per face over its box pixels; gface (B, F, 9) written (z gradients are 0)."""
+    def backward(fs: arr, tab: iarr, face_id: iarr, galpha: arr, aux: arr, gface: arr, kd: real):
+        """One thread per face entry over its box pixels; gface (E, 9) written (z gradients are 0)."""
         H, W = galpha.shape[1], galpha.shape[2]
-        for b, f in ti.ndrange(gface.shape[0], gface.shape[1]):
+        for f in range(gface.shape[0]):
+            b, _g = entry_face(tab, f)
             gx = ti.Vector([0.0, 0.0, 0.0], real)
             gy = ti.Vector([0.0, 0.0, 0.0], real)
-            if fs[b, f, soft.FS_BOX] <= fs[b, f, soft.FS_BOX + 1]:
+            if fs[f, soft.FS_BOX] <= fs[f, soft.FS_BOX + 1]:
                 fb = b if face_id.shape[0] > 1 else 0
-                ox, oy, xs, ys, ab, tc = S.face_frame(fs, b, f)
-                r0, r1 = S.rows_of(fs, b, f, H, 0, H - 1)
+                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f)
+                r0, r1 = S.rows_of(fs, f, H, 0, H - 1)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)
-                    c0, c1 = S.row_span(fs, b, f, py, W, 0, W - 1)
+                    c0, c1 = S.row_span(fs, f, py, W, 0, W - 1)
                     for c in range(c0, c1 + 1):
                         px = real(c) + real(0.5)
                         g = galpha[b, r, c]
-                        if g != 0 and face_id[fb, r, c] < 0 and S.in_box(fs, b, f, px, py):
+                        if g != 0 and face_id[fb, r, c] < 0 and S.in_box(fs, f, px, py):
                             x = px - ox
                             y = py - oy
                             inside, a, d2, ke, t = S.geometry(xs, ys, ab, tc, x, y)
@@ -131,9 +133,9 @@ def build(real):
                                         gx[k1] += s1 * nx
                                         gy[k1] += s1 * ny
             for i in ti.static(range(3)):
-                gface[b, f, 3 * i] = gx[i]
-                gface[b, f, 3 * i + 1] = gy[i]
-                gface[b, f, 3 * i + 2] = real(0.0)
+                gface[f, 3 * i] = gx[i]
+                gface[f, 3 * i + 1] = gy[i]
+                gface[f, 3 * i + 2] = real(0.0)
 
     class Kernels:
         """DIB-R kernels plus the shared setup / scatter of kernels/soft.py."""

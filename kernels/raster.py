@@ -34,12 +34,13 @@ Buffers: every per-pixel buffer is passed flattened, pixel ``p = (b * H + row) *
 multi-dimensional index from the array's shape at every access, which doubled the cost of these
 memory-bound kernels on CPU.
 
-Batches: image b draws the faces ``ranges[b, 0] .. ranges[b, 0] + ranges[b, 1] - 1`` (``ranges (B, 2)``
-int32; ``(0, F)`` for every image of a shared topology, each mesh's own range in a packed batch of
-different meshes, taichirast/packed.py), with vertex indices offset by ``b * Vs`` rows of ``sv``
-(``Vs`` = V for per-image vertices, 0 for one shared vertex array, e.g. a packed batch whose faces
-hold global vertex indices). Face-loop kernels visit ``B * Fm`` entries, ``Fm`` the largest count,
-and skip those past their image's count; face ids are indices into ``faces``.
+Batches: image b draws the faces ``tab[b, 0] .. tab[b, 0] + tab[b, 1] - 1`` (all F faces for every
+image of a shared topology, each mesh's own range in a packed batch of different meshes,
+taichirast/packed.py), with vertex indices offset by ``b * Vs`` rows of ``sv`` (``Vs`` = V for
+per-image vertices, 0 for one shared vertex array, e.g. a packed batch whose faces hold global
+vertex indices). Face-loop kernels visit the E = sum of the counts face *entries* (image b's are
+``tab[b, 2] ..``; kernels/common.entry_face), so per-face buffers are O(faces); face ids are
+indices into ``faces``.
 
 Pipeline (host side in taichirast/_prims/raster.py), two schedules with identical results:
 
@@ -48,7 +49,7 @@ Pipeline (host side in taichirast/_prims/raster.py), two schedules with identica
   ``atomic_min`` on a per-pixel key packing (depth, face id) -- two passes in float64 -- so the
   result does not depend on thread order), then ``resolve`` (per pixel: face id from the key,
   then barycentrics and depth).
-* binned schedule (GPU): ``setup`` (one thread per face: bbox + per-face data ``fdata (B, F, 9) =
+* binned schedule (GPU): ``setup`` (one thread per face entry: bbox + per-face data ``fdata (E, 9) =
   x0, y0, x1, y1, x2, y2, w0, w1, w2``), tile binning (kernels/binning.py, a CSR of face ids per
   tile), ``raster_pixels`` (one thread per pixel walking its tile's list), then ``bary``.
 
@@ -71,7 +72,7 @@ import functools
 
 import taichi as ti
 
-from .common import edge_function
+from .common import edge_function, entry_face
 from .project import Z_TINY
 
 # Grows every face's bbox (pixels, plus a relative part) so that rounding in the bbox never
@@ -251,29 +252,22 @@ def build(real):
         return k
 
     @ti.kernel
-    def setup(sv: arr, faces: iarr, ranges: iarr, bbox: arr, fdata: arr, Vs: ti.i32, near: real, persp: ti.i32,
+    def setup(sv: arr, faces: iarr, tab: iarr, bbox: arr, fdata: arr, Vs: ti.i32, near: real, persp: ti.i32,
               cull: ti.i32):
-        """Binned schedule, per face entry (b, j): bbox (B, Fm, 4) = xmin, xmax, ymin, ymax (xmin > xmax:
-        skipped, also every j >= ranges[b, 1]) and fdata (B, Fm, 9) of face ranges[b, 0] + j."""
-        B, F = bbox.shape[0], bbox.shape[1]
-        for i in range(B * F):
-            b = i // F
-            f = i - b * F
-            xs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            ys = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            zs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            keep, xmin, xmax, ymin, ymax = 0, real(1.0), real(-1.0), real(1.0), real(-1.0)
-            if f < ranges[b, 1]:
-                xs, ys, zs = _verts(sv, faces, b * Vs, ranges[b, 0] + f)
-                keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
-            bbox[b, f, 0] = xmin
-            bbox[b, f, 1] = xmax
-            bbox[b, f, 2] = ymin
-            bbox[b, f, 3] = ymax
+        """Binned schedule, per face entry f: bbox (E, 4) = xmin, xmax, ymin, ymax (xmin > xmax:
+        skipped) and fdata (E, 9) of the entry's face."""
+        for f in range(bbox.shape[0]):
+            b, g = entry_face(tab, f)
+            xs, ys, zs = _verts(sv, faces, b * Vs, g)
+            keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
+            bbox[f, 0] = xmin
+            bbox[f, 1] = xmax
+            bbox[f, 2] = ymin
+            bbox[f, 3] = ymax
             for k in ti.static(range(3)):
-                fdata[b, f, 2 * k] = xs[k]
-                fdata[b, f, 2 * k + 1] = ys[k]
-                fdata[b, f, 6 + k] = _w(zs[k], persp)
+                fdata[f, 2 * k] = xs[k]
+                fdata[f, 2 * k + 1] = ys[k]
+                fdata[f, 6 + k] = _w(zs[k], persp)
 
     @ti.func
     def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, f, vb, K, layer, H, W, near, persp, cull, second,
@@ -333,7 +327,7 @@ def build(real):
                                 ti.atomic_min(fid[p], f)
 
     @ti.kernel
-    def raster_faces(sv: arr, faces: iarr, ranges: iarr, key: karr, fid: iarr, Fm: ti.i32, Vs: ti.i32, H: ti.i32,
+    def raster_faces(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32, H: ti.i32,
                      W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
         """Face schedule (CPU): one thread per face visits the pixels of its own bbox; no binning.
 
@@ -341,19 +335,15 @@ def build(real):
         thread order. f32: one pass, ``key = ordered(depth) << 32 | face``. f64 (the depth needs all
         64 bits): pass 0 ``key = ordered(depth)``, pass 1 (``second``) ``fid = min face`` among
         the faces whose depth equals the key (same kernel, so the same rounding in both passes).
-        Image b draws faces ``ranges[b, 0] .. + ranges[b, 1]`` (``Fm`` = the largest count) with
-        vertices from row ``b * Vs`` of ``sv`` (module docstring, "Batches").
+        One thread per face entry (E of them) of the images of ``tab``, vertices from row ``b * Vs`` of
+        ``sv`` (module docstring, "Batches").
         """
-        B = ranges.shape[0]
-        for i in range(B * Fm):
-            b = i // Fm
-            j = i - b * Fm
-            if j < ranges[b, 1]:
-                _face_pass(sv, faces, key, fid, b, ranges[b, 0] + j, b * Vs, 1, 0, H, W, near, persp, cull, second,
-                           False)
+        for e in range(E):
+            b, f = entry_face(tab, e)
+            _face_pass(sv, faces, key, fid, b, f, b * Vs, 1, 0, H, W, near, persp, cull, second, False)
 
     @ti.kernel
-    def raster_faces_peel(sv: arr, faces: iarr, ranges: iarr, key: karr, fid: iarr, Fm: ti.i32, Vs: ti.i32,
+    def raster_faces_peel(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32,
                           K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32,
                           second: ti.i32):
         """Face schedule, depth peeling: layer ``layer >= 1`` of key / fid buffers laid out ``(B, K, H, W)``.
@@ -362,13 +352,9 @@ def build(real):
         layer ``layer - 1``'s (same packing and passes as ``raster_faces``, whose output, copied
         into layer 0, starts the peel). A pixel with no face in the previous layer gets none.
         """
-        B = ranges.shape[0]
-        for i in range(B * Fm):
-            b = i // Fm
-            j = i - b * Fm
-            if j < ranges[b, 1]:
-                _face_pass(sv, faces, key, fid, b, ranges[b, 0] + j, b * Vs, K, layer, H, W, near, persp, cull,
-                           second, True)
+        for e in range(E):
+            b, f = entry_face(tab, e)
+            _face_pass(sv, faces, key, fid, b, f, b * Vs, K, layer, H, W, near, persp, cull, second, True)
 
     @ti.func
     def _write_bary(sv: arr, faces: iarr, vb, p, px, py, f, out_bary: arr, out_depth: arr, near, persp):
@@ -408,11 +394,11 @@ def build(real):
                 _write_bary(sv, faces, b * V, p, px, py, f, out_bary, out_depth, near, persp)
 
     @ti.kernel
-    def raster_pixels(bbox: arr, fdata: arr, ranges: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
+    def raster_pixels(bbox: arr, fdata: arr, tab: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
                       depth: arr, H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
-        """Binned schedule (GPU): one thread per pixel walks its tile's list of face entries j; bbox
-        test before the edge functions; nearest depth wins, ties go to the smaller id (list-order
-        independent); the face id written is ``ranges[b, 0] + j``."""
+        """Binned schedule (GPU): one thread per pixel walks its tile's list of face entries; bbox
+        test before the edge functions; nearest depth wins, ties go to the smaller entry = the
+        smaller face id (list-order independent); the face id written is the entry's face."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         for p in range(face_id.shape[0]):
@@ -427,20 +413,20 @@ def build(real):
             best_f = -1
             for k in range(offsets[tile], offsets[tile + 1]):
                 f = tile_faces[k]
-                if (cx >= bbox[b, f, 0] and cx <= bbox[b, f, 1] and cy >= bbox[b, f, 2]
-                        and cy <= bbox[b, f, 3]):
-                    cov, _b0, _b1, _b2, d = _cover(fdata[b, f, 0], fdata[b, f, 1], fdata[b, f, 2],
-                                                  fdata[b, f, 3], fdata[b, f, 4], fdata[b, f, 5],
-                                                  fdata[b, f, 6], fdata[b, f, 7], fdata[b, f, 8],
+                if (cx >= bbox[f, 0] and cx <= bbox[f, 1] and cy >= bbox[f, 2]
+                        and cy <= bbox[f, 3]):
+                    cov, _b0, _b1, _b2, d = _cover(fdata[f, 0], fdata[f, 1], fdata[f, 2],
+                                                  fdata[f, 3], fdata[f, 4], fdata[f, 5],
+                                                  fdata[f, 6], fdata[f, 7], fdata[f, 8],
                                                   cx, cy, near, persp)
                     if cov and (d < best_d or (d == best_d and (best_f < 0 or f < best_f))):
                         best_d = d
                         best_f = f
-            face_id[p] = best_f if best_f < 0 else ranges[b, 0] + best_f
+            face_id[p] = best_f if best_f < 0 else tab[b, 0] + best_f - tab[b, 2]
             depth[p] = best_d
 
     @ti.kernel
-    def raster_pixels_peel(bbox: arr, fdata: arr, ranges: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
+    def raster_pixels_peel(bbox: arr, fdata: arr, tab: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
                            depth: arr, K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, T: ti.i32, near: real,
                            persp: ti.i32):
         """Binned schedule, depth peeling: layer ``layer >= 1`` of ``face_id`` / ``depth`` laid out
@@ -468,12 +454,12 @@ def build(real):
                 cy = real(py) + real(0.5)
                 for j in range(offsets[tile], offsets[tile + 1]):
                     e = tile_faces[j]  # entry of image b; f: its face id
-                    f = ranges[b, 0] + e
-                    if (f != pf and cx >= bbox[b, e, 0] and cx <= bbox[b, e, 1] and cy >= bbox[b, e, 2]
-                            and cy <= bbox[b, e, 3]):
-                        cov, _b0, _b1, _b2, d = _cover(fdata[b, e, 0], fdata[b, e, 1], fdata[b, e, 2],
-                                                      fdata[b, e, 3], fdata[b, e, 4], fdata[b, e, 5],
-                                                      fdata[b, e, 6], fdata[b, e, 7], fdata[b, e, 8],
+                    f = tab[b, 0] + e - tab[b, 2]
+                    if (f != pf and cx >= bbox[e, 0] and cx <= bbox[e, 1] and cy >= bbox[e, 2]
+                            and cy <= bbox[e, 3]):
+                        cov, _b0, _b1, _b2, d = _cover(fdata[e, 0], fdata[e, 1], fdata[e, 2],
+                                                      fdata[e, 3], fdata[e, 4], fdata[e, 5],
+                                                      fdata[e, 6], fdata[e, 7], fdata[e, 8],
                                                       cx, cy, near, persp)
                         if cov:
                             k = _ordered(d)

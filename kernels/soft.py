@@ -30,10 +30,11 @@ same test. Aggregation in sum form (eqs. 4-6), O(1) memory per pixel and no face
   nearest depth so far) and ``z_j / gamma - m = (zm - zp_j) cz``: a difference of depths, which
   keeps float32 exponents accurate when 1 / gamma is large.
 
-Work layout. Face entry ``(b, f)`` is face ``ranges[b, 0] + f`` of image b (``ranges (B, 2)`` int32 =
-first face, count: ``(0, F)`` for every image of a shared topology, the mesh's own range in a packed
-batch of different meshes; entries past the count are skipped like culled faces). ``setup`` writes
-per-face constants ``fs (B, F, K)`` (``FS_*`` offsets) and a box for
+Work layout. The kernels visit face *entries*: image b draws faces ``tab[b, 0] .. tab[b, 0] + tab[b, 1]
+- 1`` (all F faces for every image of a shared topology, the mesh's own range in a packed batch of
+different meshes), its entries being ``tab[b, 2] ..`` (kernels/common.entry_face); E entries in all,
+so per-face buffers are O(faces). ``setup`` writes per-entry constants ``fs (E, K)`` (``FS_*``
+offsets) and a box for
 tile binning: the vertex box grown by the cull radius, intersected with the box of the disk
 ``|p - centroid| <= R + r`` (R: largest centroid-vertex distance), which holds every pixel a face
 can reach. Faces with a vertex at ``z <= near`` or zero screen area get an empty box (``xmin >
@@ -48,7 +49,7 @@ accumulate in registers (no per-pixel atomics); ``scatter_*`` then add face grad
 Taichi's autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
-vertex depth ``zmin_j`` first (ties by face id; ``rank (B, F)`` is each face's place, built by
+vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place, built by
 ``binning.fill_ordered``), so a pixel sums its faces in the same order whatever the tile size or
 thread timing: the forward is bitwise deterministic. With ``approx``, before visiting face f at
 pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than ``zmin_f``) the
@@ -96,8 +97,9 @@ import functools
 import taichi as ti
 
 from . import tile_block_dim
+from .common import entry_face
 
-# Layout of the per-face setup buffer fs (B, F, K).
+# Layout of the per-entry setup buffer fs (E, K).
 FS_XY = 0      # x0, y0, x1, y1, x2, y2 (pixels)
 FS_IZ = 6      # 1 / z0, 1 / z1, 1 / z2
 FS_IA = 9      # 1 / A (A = twice the signed area, in the frame of vertex 0)
@@ -163,15 +165,15 @@ def build(real):
         return r
 
     @ti.func
-    def face_frame(fs: arr, b, f):
+    def face_frame(fs: arr, f):
         """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
         coordinates xs, ys, barycentric planes ``a_i = ab[i, 0] + ab[i, 1] x + ab[i, 2] y`` and
         unclamped edge parameters ``t_k = tc[k, 0] + tc[k, 1] x + tc[k, 2] y`` (local x, y)."""
-        ox = fs[b, f, 0]
-        oy = fs[b, f, 1]
-        xs = vec3(0.0, fs[b, f, 2] - ox, fs[b, f, 4] - ox)
-        ys = vec3(0.0, fs[b, f, 3] - oy, fs[b, f, 5] - oy)
-        iA = fs[b, f, FS_IA]
+        ox = fs[f, 0]
+        oy = fs[f, 1]
+        xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
+        ys = vec3(0.0, fs[f, 3] - oy, fs[f, 5] - oy)
+        iA = fs[f, FS_IA]
         ab = mat3(0.0)
         tc = mat3(0.0)
         for i in ti.static(range(3)):
@@ -183,7 +185,7 @@ def build(real):
             ab[i, 2] = (xs[k] - xs[j]) * iA
             ex = xs[j] - xs[i]
             ey = ys[j] - ys[i]
-            iee = fs[b, f, FS_IEE + i]
+            iee = fs[f, FS_IEE + i]
             tc[i, 0] = -(xs[i] * ex + ys[i] * ey) * iee
             tc[i, 1] = ex * iee
             tc[i, 2] = ey * iee
@@ -254,64 +256,62 @@ def build(real):
         return r
 
     @ti.func
-    def in_box(fs: arr, b, f, px, py):
-        return (px >= fs[b, f, FS_BOX]) & (px <= fs[b, f, FS_BOX + 1]) & \
-               (py >= fs[b, f, FS_BOX + 2]) & (py <= fs[b, f, FS_BOX + 3])
+    def in_box(fs: arr, f, px, py):
+        return (px >= fs[f, FS_BOX]) & (px <= fs[f, FS_BOX + 1]) & \
+               (py >= fs[f, FS_BOX + 2]) & (py <= fs[f, FS_BOX + 3])
 
     @ti.func
-    def rows_of(fs: arr, b, f, H, r_lo, r_hi):
+    def rows_of(fs: arr, f, H, r_lo, r_hi):
         """Pixel rows [r0, r1] of a face box, within [r_lo, r_hi] (as kernels/binning.py counts them)."""
-        r0 = ti.max(to_col(fs[b, f, FS_BOX + 2], H, True), r_lo)
-        r1 = ti.min(to_col(fs[b, f, FS_BOX + 3], H, False), r_hi)
+        r0 = ti.max(to_col(fs[f, FS_BOX + 2], H, True), r_lo)
+        r1 = ti.min(to_col(fs[f, FS_BOX + 3], H, False), r_hi)
         return r0, r1
 
     @ti.func
-    def row_span(fs: arr, b, f, py, W, c_lo, c_hi):
+    def row_span(fs: arr, f, py, W, c_lo, c_hi):
         """Pixel columns [c0, c1] of row centre py that the face can reach: its box, cut to the disk."""
-        c0 = ti.max(to_col(fs[b, f, FS_BOX], W, True), c_lo)
-        c1 = ti.min(to_col(fs[b, f, FS_BOX + 1], W, False), c_hi)
-        rad = fs[b, f, FS_DISK + 2]
+        c0 = ti.max(to_col(fs[f, FS_BOX], W, True), c_lo)
+        c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), c_hi)
+        rad = fs[f, FS_DISK + 2]
         if rad >= 0:
-            dy = py - fs[b, f, FS_DISK + 1]
+            dy = py - fs[f, FS_DISK + 1]
             h2 = rad * rad - dy * dy
             if h2 < 0:
                 c1 = c0 - 1
             else:
                 half = ti.sqrt(h2)
-                cx = fs[b, f, FS_DISK]
+                cx = fs[f, FS_DISK]
                 c0 = ti.max(c0, to_col(cx - half, W, True))
                 c1 = ti.min(c1, to_col(cx + half, W, False))
         return c0, c1
 
     @ti.kernel
-    def setup(sv: arr, faces: iarr, ranges: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
-        """Per-face constants into fs (B, F, K) and the binning box into bbox (B, F, 4): the vertex box
-        grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk.
-        Entry (b, f) is face ``ranges[b, 0] + f`` of image b; entries ``f >= ranges[b, 1]`` are skipped."""
-        for b, f in ti.ndrange(fs.shape[0], fs.shape[1]):
+    def setup(sv: arr, faces: iarr, tab: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
+        """Per-entry constants into fs (E, K) and the binning box into bbox (E, 4): the vertex box
+        grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk."""
+        for f in range(fs.shape[0]):
+            b, g = entry_face(tab, f)
             bs = b if sv.shape[0] > 1 else 0
             xs = vec3(0.0)
             ys = vec3(0.0)
             zs = vec3(0.0)
-            valid = f < ranges[b, 1]
-            if valid:
-                for i in ti.static(range(3)):
-                    v = faces[ranges[b, 0] + f, i]
-                    xs[i] = sv[bs, v, 0]
-                    ys[i] = sv[bs, v, 1]
-                    zs[i] = sv[bs, v, 2]
+            for i in ti.static(range(3)):
+                v = faces[g, i]
+                xs[i] = sv[bs, v, 0]
+                ys[i] = sv[bs, v, 1]
+                zs[i] = sv[bs, v, 2]
             lx = xs - xs[0]
             ly = ys - ys[0]
             A = edge(lx[0], ly[0], lx[1], ly[1], lx[2], ly[2])
-            ok = valid & (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (ti.abs(A) > real(AREA_EPS))
+            ok = (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (ti.abs(A) > real(AREA_EPS))
             for i in ti.static(range(3)):
-                fs[b, f, 2 * i] = xs[i]
-                fs[b, f, 2 * i + 1] = ys[i]
-                fs[b, f, FS_IZ + i] = real(1.0) / zs[i] if ok else real(0.0)
+                fs[f, 2 * i] = xs[i]
+                fs[f, 2 * i + 1] = ys[i]
+                fs[f, FS_IZ + i] = real(1.0) / zs[i] if ok else real(0.0)
                 ex = lx[(i + 1) % 3] - lx[i]
                 ey = ly[(i + 1) % 3] - ly[i]
-                fs[b, f, FS_IEE + i] = real(1.0) / (ex * ex + ey * ey) if ok else real(0.0)
-            fs[b, f, FS_IA] = real(1.0) / A if ok else real(0.0)
+                fs[f, FS_IEE + i] = real(1.0) / (ex * ex + ey * ey) if ok else real(0.0)
+            fs[f, FS_IA] = real(1.0) / A if ok else real(0.0)
             box = ti.Vector([xs.min() - margin, xs.max() + margin, ys.min() - margin, ys.max() + margin], real)
             cx = (xs[0] + xs[1] + xs[2]) / real(3.0)
             cy = (ys[0] + ys[1] + ys[2]) / real(3.0)
@@ -326,11 +326,11 @@ def build(real):
             if not ok:
                 box = ti.Vector([1.0, -1.0, 1.0, -1.0], real)
             for k in ti.static(range(4)):
-                fs[b, f, FS_BOX + k] = box[k]
-                bbox[b, f, k] = box[k]
-            fs[b, f, FS_DISK] = cx
-            fs[b, f, FS_DISK + 1] = cy
-            fs[b, f, FS_DISK + 2] = rad
+                fs[f, FS_BOX + k] = box[k]
+                bbox[f, k] = box[k]
+            fs[f, FS_DISK] = cx
+            fs[f, FS_DISK + 1] = cy
+            fs[f, FS_DISK + 2] = rad
 
     @ti.func
     def saturated(aux: arr, b, r, c, zmin, nrem, cz, kc, lnia):
@@ -362,9 +362,9 @@ def build(real):
     def used_somewhere(fs: arr, tmax: iarr, b, f, rank_f, H, W, T):
         """Whether any tile under face f's box has a pixel the forward did not cut before f: a
         face behind every pixel's cut (most of the hidden side of a dense mesh) is skipped whole."""
-        r0, r1 = rows_of(fs, b, f, H, 0, H - 1)
-        c0 = ti.max(to_col(fs[b, f, FS_BOX], W, True), 0)
-        c1 = ti.min(to_col(fs[b, f, FS_BOX + 1], W, False), W - 1)
+        r0, r1 = rows_of(fs, f, H, 0, H - 1)
+        c0 = ti.max(to_col(fs[f, FS_BOX], W, True), 0)
+        c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), W - 1)
         ntx = (W + T - 1) // T
         used = False
         if r0 <= r1 and c0 <= c1:
@@ -375,7 +375,7 @@ def build(real):
         return used
 
     @ti.kernel
-    def forward(fs: arr, faces: iarr, ranges: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
+    def forward(fs: arr, faces: iarr, tab: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
                 out: arr, aux: arr, cut: iarr, T: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 kc: real, lnia: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per T x T tile; out (B, H, W, C + 1), aux (B, H, W, 4), cut (B, H, W). While
@@ -412,25 +412,25 @@ def build(real):
                         break
                 f = tile_faces[k]
                 nrem = offsets[tid + 1] - k
-                ox, oy, xs, ys, ab, tc = face_frame(fs, b, f)
-                iz = vec3(fs[b, f, FS_IZ], fs[b, f, FS_IZ + 1], fs[b, f, FS_IZ + 2])
+                ox, oy, xs, ys, ab, tc = face_frame(fs, f)
+                iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
                 zmin = real(1.0) / iz.max()  # the face's nearest depth: its largest z_j / gamma
                 col = ti.Matrix.zero(real, 3, C)  # corner colours (all = the face colour per face)
-                g = ranges[b, 0] + f  # the face of entry f
+                g = tab[b, 0] + f - tab[b, 2]  # the face of entry f
                 for i in ti.static(range(3)):
                     vc = g if per_face else faces[g, i]
                     for ch in ti.static(range(C)):
                         col[i, ch] = colors[bc, vc, ch]
-                r0, r1 = rows_of(fs, b, f, H, r_lo, r_hi)
+                r0, r1 = rows_of(fs, f, H, r_lo, r_hi)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)
-                    c0, c1 = row_span(fs, b, f, py, W, c_lo, c_hi)
+                    c0, c1 = row_span(fs, f, py, W, c_lo, c_hi)
                     y = py - oy
                     for c in range(c0, c1 + 1):
                         go = cut[b, r, c] == NO_CUT
                         if ti.static(approx):
                             if go and saturated(aux, b, r, c, zmin, nrem, cz, kc, lnia):
-                                cut[b, r, c] = rank[b, f]
+                                cut[b, r, c] = rank[f]
                                 n_open -= 1
                                 go = False
                         if not go:
@@ -510,36 +510,36 @@ def build(real):
             pb[b, r, c, 4] = real(act)
 
     @ti.kernel
-    def backward(fs: arr, faces: iarr, ranges: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr,
+    def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr,
                  gface: arr,
                  gcolf: arr, T: ti.i32, k2: real, d2cull: real, cz: real, per_face: ti.i32,
                  C: ti.template()):
-        """One thread per face over its disk pixels. gface (B, F, 9) = d/d(x_i, y_i, z_i) per corner;
-        gcolf (B, F, 3, C) colour gradients per corner (per face: their sum is the face's). Both written."""
+        """One thread per face entry over its disk pixels. gface (E, 9) = d/d(x_i, y_i, z_i) per corner;
+        gcolf (E, 3, C) colour gradients per corner (per face: their sum is the face's). Both written."""
         H, W = pb.shape[1], pb.shape[2]
         uf = real(UF)
-        for b, f in ti.ndrange(gface.shape[0], gface.shape[1]):
+        for f in range(gface.shape[0]):
+            b, g = entry_face(tab, f)
             gx = vec3(0.0)
             gy = vec3(0.0)
             gz = vec3(0.0)
             gcol = ti.Matrix.zero(real, 3, C)
-            rank_f = rank[b, f]
-            if fs[b, f, FS_BOX] <= fs[b, f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
+            rank_f = rank[f]
+            if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
-                ox, oy, xs, ys, ab, tc = face_frame(fs, b, f)
-                iz = vec3(fs[b, f, FS_IZ], fs[b, f, FS_IZ + 1], fs[b, f, FS_IZ + 2])
-                iA = fs[b, f, FS_IA]
+                ox, oy, xs, ys, ab, tc = face_frame(fs, f)
+                iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
+                iA = fs[f, FS_IA]
                 zmin = real(1.0) / iz.max()
                 col = ti.Matrix.zero(real, 3, C)
-                g = ranges[b, 0] + f
                 for i in ti.static(range(3)):
                     vc = g if per_face else faces[g, i]
                     for ch in ti.static(range(C)):
                         col[i, ch] = colors[bc, vc, ch]
-                r0, r1 = rows_of(fs, b, f, H, 0, H - 1)
+                r0, r1 = rows_of(fs, f, H, 0, H - 1)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)
-                    c0, c1 = row_span(fs, b, f, py, W, 0, W - 1)
+                    c0, c1 = row_span(fs, f, py, W, 0, W - 1)
                     y = py - oy
                     for c in range(c0, c1 + 1):
                         if rank_f >= cut[b, r, c]:  # the forward skipped this pair (cut-off)
@@ -597,7 +597,7 @@ def build(real):
                                         gy[k1] += s1 * ny
                                         if not inside and colour and t > 0 and t < 1:
                                             # abar_P = 1 - t, abar_Q = t, t = (r . e) / (e . e)
-                                            g_t = (g_ab[k1] - g_ab[k]) * fs[b, f, FS_IEE + k]
+                                            g_t = (g_ab[k1] - g_ab[k]) * fs[f, FS_IEE + k]
                                             rx = x - xs[k]
                                             ry = y - ys[k]
                                             gx[k] += g_t * (-ex - rx + real(2.0) * t * ex)
@@ -614,40 +614,38 @@ def build(real):
                                         gx[k] -= gE[i] * (ys[j] - y)
                                         gy[j] -= gE[i] * (xs[k] - x)
             for i in ti.static(range(3)):
-                gface[b, f, 3 * i] = gx[i]
-                gface[b, f, 3 * i + 1] = gy[i]
-                gface[b, f, 3 * i + 2] = gz[i]
+                gface[f, 3 * i] = gx[i]
+                gface[f, 3 * i + 1] = gy[i]
+                gface[f, 3 * i + 2] = gz[i]
                 for ch in ti.static(range(C)):
-                    gcolf[b, f, i, ch] = gcol[i, ch]
+                    gcolf[f, i, ch] = gcol[i, ch]
 
     @ti.kernel
-    def scatter_verts(faces: iarr, ranges: iarr, gface: arr, gsv: arr):
-        """gsv (Bs, V, 3) += face-corner gradients gface (B, F, 9) (Bs = 1 sums over the batch)."""
-        for b, f in ti.ndrange(gface.shape[0], gface.shape[1]):
+    def scatter_verts(faces: iarr, tab: iarr, gface: arr, gsv: arr):
+        """gsv (Bs, V, 3) += face-corner gradients gface (E, 9) (Bs = 1 sums over the batch)."""
+        for f in range(gface.shape[0]):
+            b, g = entry_face(tab, f)
             bs = b if gsv.shape[0] > 1 else 0
-            if f < ranges[b, 1]:
-                for i in ti.static(range(3)):
-                    v = faces[ranges[b, 0] + f, i]
-                    for k in ti.static(range(3)):
-                        ti.atomic_add(gsv[bs, v, k], gface[b, f, 3 * i + k])
+            for i in ti.static(range(3)):
+                v = faces[g, i]
+                for k in ti.static(range(3)):
+                    ti.atomic_add(gsv[bs, v, k], gface[f, 3 * i + k])
 
     @ti.kernel
-    def scatter_colors(faces: iarr, ranges: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
-        """gcol (Bc, V or F, C) += gcolf (B, F, 3, C) (per face: the sum of the three corners)."""
+    def scatter_colors(faces: iarr, tab: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
+        """gcol (Bc, V or F, C) += gcolf (E, 3, C) (per face: the sum of the three corners)."""
         C = gcol.shape[2]
-        for b, f in ti.ndrange(gcolf.shape[0], gcolf.shape[1]):
+        for f in range(gcolf.shape[0]):
+            b, g = entry_face(tab, f)
             bc = b if gcol.shape[0] > 1 else 0
-            g = ranges[b, 0] + f
-            if f < ranges[b, 1]:
-                if per_face:
+            if per_face:
+                for ch in range(C):
+                    ti.atomic_add(gcol[bc, g, ch], gcolf[f, 0, ch] + gcolf[f, 1, ch] + gcolf[f, 2, ch])
+            else:
+                for i in ti.static(range(3)):
+                    v = faces[g, i]
                     for ch in range(C):
-                        ti.atomic_add(gcol[bc, g, ch],
-                                      gcolf[b, f, 0, ch] + gcolf[b, f, 1, ch] + gcolf[b, f, 2, ch])
-                else:
-                    for i in ti.static(range(3)):
-                        v = faces[g, i]
-                        for ch in range(C):
-                            ti.atomic_add(gcol[bc, v, ch], gcolf[b, f, i, ch])
+                        ti.atomic_add(gcol[bc, v, ch], gcolf[f, i, ch])
 
     class Kernels:
         """The kernels, and the ti.func helpers kernels/dibr.py shares."""

@@ -105,13 +105,21 @@ def cumsum_exclusive(counts):
     return out, total
 
 
-def argsort_last(x):
-    """Stable argsort along the last axis, as int32 (ties keep index order: deterministic)."""
-    if is_torch(x):
+def segmented_argsort(key, seg=None):
+    """Stable argsort of the 1-D ``key`` within each segment ``seg`` (a non-decreasing segment id
+    per element, or None for one segment), as int32: segment by segment, each in key order, ties
+    in index order (deterministic)."""
+    if is_torch(key):
         import torch
 
-        return torch.argsort(x, dim=-1, stable=True).to(torch.int32).contiguous()
-    return np.ascontiguousarray(np.argsort(x, axis=-1, kind="stable").astype(np.int32))
+        order = torch.argsort(key, stable=True)
+        if seg is not None:
+            order = order[torch.argsort(seg[order], stable=True)]
+        return order.to(torch.int32).contiguous()
+    order = np.argsort(key, kind="stable")
+    if seg is not None:
+        order = order[np.argsort(np.asarray(seg)[order], kind="stable")]
+    return np.ascontiguousarray(order.astype(np.int32))
 
 
 def index_rows(like, rows: int, n: int):

@@ -148,10 +148,10 @@ class Meshes:
             self._ranges = A.as_like(np.stack([fo[:-1], np.diff(fo)], axis=1), self.faces_packed, "int32")
         return self._ranges
 
-    @property
-    def fmax(self) -> int:
-        """The largest face count of the batch's meshes."""
-        return max(b - a for a, b in zip(self.faces_offsets, self.faces_offsets[1:]))
+    def host_ranges(self):
+        """``(firsts, counts)``: the per-image face ranges as Python ints (no device read)."""
+        fo = self.faces_offsets
+        return fo[:-1], tuple(b - a for a, b in zip(fo, fo[1:]))
 
     def vertex_mesh(self):
         """``(sum V_i,)`` int32: the mesh of every packed vertex."""
@@ -236,7 +236,7 @@ class FaceRanges:
                              f"{r.tolist()}")
         self.faces = faces
         self.ranges = A.as_like(r, faces, "int32")
-        self.fmax = int(r[:, 1].max())
+        self._host = (tuple(int(x) for x in r[:, 0]), tuple(int(x) for x in r[:, 1]))
         self._n = int(r.shape[0])
 
     @classmethod
@@ -244,8 +244,12 @@ class FaceRanges:
         """``faces`` (with as many rows as ``batch``'s faces, in the same order, e.g. its corner
         mesh) drawn with the ranges of ``batch`` (a :class:`Meshes`); nothing is copied or checked."""
         self = cls.__new__(cls)
-        self.faces, self.ranges, self.fmax, self._n = faces, batch.ranges, batch.fmax, len(batch)
+        self.faces, self.ranges, self._host, self._n = faces, batch.ranges, batch.host_ranges(), len(batch)
         return self
+
+    def host_ranges(self):
+        """``(firsts, counts)`` as Python ints."""
+        return self._host
 
     def __len__(self):
         return self._n
@@ -319,12 +323,37 @@ def pack_values(meshes, x, per, fn, name):
     return meshes.pack(x, per, fn, name) if is_batch(meshes) else x
 
 
-def ranges_for(meshes, B, F, like):
-    """The kernels' per-image face ranges ``(B, 2)`` int32 and the largest count: a packed batch's
-    (:class:`Meshes` or :class:`FaceRanges`), or ``(0, F)`` for every image of a shared topology."""
+class Entries:
+    """The face entries the face-looping kernels visit: image b's faces ``firsts[b] ..
+    firsts[b] + counts[b] - 1``, one entry each, the images' entries one after the other, so the
+    kernels' per-face buffers have ``total = sum(counts)`` rows: O(faces), whatever the meshes'
+    sizes. ``tab (B, 3)`` int32 rows (first face, count, first entry) are what the kernels read
+    (kernels/common.entry_face); :func:`entry_images` gives each entry's image."""
+
+    def __init__(self, firsts, counts, like):
+        counts = np.asarray(counts, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.counts = tuple(int(c) for c in counts)
+        self.total = int(counts.sum())
+        if self.total >= 2**31:
+            raise MemoryError(f"taichirast: {self.total} face entries (images x faces) exceed 2^31; render in "
+                              f"smaller batches")
+        self.tab = A.as_like(np.stack([np.asarray(firsts, dtype=np.int64), counts, starts], 1), like, "int32")
+
+
+def entry_images(counts, like):
+    """``(sum(counts),)`` int32: the image of every face entry (image b has ``counts[b]``), on
+    ``like``'s device."""
+    idx = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    return A.as_like(idx, like, "int32")
+
+
+def entries_for(meshes, B, F, like):
+    """:class:`Entries` of a packed batch (:class:`Meshes` or :class:`FaceRanges`), or of B images
+    each drawing all F faces of a shared topology."""
     if meshes is not None:
-        return meshes.ranges, meshes.fmax
-    return A.as_like(np.tile(np.array([[0, F]], dtype=np.int32), (B, 1)), like, "int32"), F
+        return Entries(*meshes.host_ranges(), like)
+    return Entries([0] * B, [F] * B, like)
 
 
 def gradient_like(arg, g):

@@ -14,50 +14,55 @@ def _taichi():
     tr.ensure_init()  # bin_faces is internal: the primitives calling it have started Taichi
 
 
-def _boxes(seed, B=2, F=300, H=37, W=53):
+def _boxes(seed, counts=(420, 180), H=37, W=53):
+    """Face-entry boxes of images with ``counts`` entries each (one after the other, as the kernels
+    lay them out), their entry table and an order: a random permutation of each image's entries."""
     g = np.random.default_rng(seed)
-    x0, y0 = g.uniform(-10, W + 5, (B, F)), g.uniform(-10, H + 5, (B, F))
-    w, h = g.exponential(6, (B, F)), g.exponential(6, (B, F))
+    E = sum(counts)
+    x0, y0 = g.uniform(-10, W + 5, E), g.uniform(-10, H + 5, E)
+    w, h = g.exponential(6, E), g.exponential(6, E)
     bbox = np.stack([x0, x0 + w, y0, y0 + h], -1).astype(np.float32)
-    bbox[:, ::17, 1] = bbox[:, ::17, 0] - 1  # skipped faces (xmin > xmax)
-    bbox[:, 5] = [-1e30, 1e30, -1e30, 1e30]  # a near-plane face with a huge box
-    order = np.stack([g.permutation(F) for _ in range(B)]).astype(np.int32)
-    return bbox, order, H, W
+    bbox[::17, 1] = bbox[::17, 0] - 1  # skipped faces (xmin > xmax)
+    bbox[5] = [-1e30, 1e30, -1e30, 1e30]  # a near-plane face with a huge box
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    tab = np.stack([np.zeros(len(counts)), counts, starts], 1).astype(np.int32)
+    order = np.concatenate([s + g.permutation(n) for s, n in zip(starts, counts)]).astype(np.int32)
+    return bbox, tab, order, H, W
 
 
 @pytest.mark.parametrize("seed, tile", [(0, 8), (1, 5), (2, 16)])
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
 def test_sorted_fill_equals_the_serial_ordered_fill(seed, tile, kind):
-    bbox, order, H, W = _boxes(seed)
+    bbox, tab, order, H, W = _boxes(seed)
     if kind == "torch":
-        bbox, order = torch.from_numpy(bbox), torch.from_numpy(order)
-    off_s, faces_s = _binning.bin_faces(bbox, H, W, tile, order=order, ordered_fill="serial")
-    off_p, faces_p = _binning.bin_faces(bbox, H, W, tile, order=order, ordered_fill="sort")
+        bbox, tab, order = torch.from_numpy(bbox), torch.from_numpy(tab), torch.from_numpy(order)
+    off_s, faces_s = _binning.bin_faces(bbox, tab, H, W, tile, order=order, ordered_fill="serial")
+    off_p, faces_p = _binning.bin_faces(bbox, tab, H, W, tile, order=order, ordered_fill="sort")
     off_s, faces_s, off_p, faces_p = (np.asarray(x) for x in (off_s, faces_s, off_p, faces_p))
     assert np.array_equal(off_s, off_p) and np.array_equal(faces_s, faces_p)
-    # and each tile's list is in the given order (ranks strictly increasing)
-    order = np.asarray(order)
+    # each tile lists only its own image's entries, in the given order (ranks strictly increasing)
+    order, tab = np.asarray(order), np.asarray(tab)
     rank = np.empty_like(order)
-    for b in range(order.shape[0]):
-        rank[b, order[b]] = np.arange(order.shape[1])
-    n_tiles = (len(off_s) - 1) // order.shape[0]
-    assert off_s[-1] > 500  # enough (tile, face) entries to mean something
+    rank[order] = np.arange(order.shape[0])
+    n_tiles = (len(off_s) - 1) // tab.shape[0]
+    assert off_s[-1] > 500  # enough (tile, entry) pairs to mean something
     for t in range(len(off_s) - 1):
-        r = rank[t // n_tiles, faces_s[off_s[t]:off_s[t + 1]]]
-        assert np.all(np.diff(r) > 0), t
+        entries = faces_s[off_s[t]:off_s[t + 1]]
+        b = t // n_tiles
+        assert np.all((entries >= tab[b, 2]) & (entries < tab[b, 2] + tab[b, 1])), t
+        assert np.all(np.diff(rank[entries]) > 0), t
 
 
 def test_ranks_of_inverts_the_order():
-    _, order, _, _ = _boxes(3)
+    _, _, order, _, _ = _boxes(3)
     rank = np.asarray(_binning.ranks_of(order))
-    for b in range(order.shape[0]):
-        assert np.array_equal(order[b, rank[b]], np.arange(order.shape[1]))
+    assert np.array_equal(order[rank], np.arange(order.shape[0]))
 
 
 def test_bad_ordered_fill_is_a_clear_error():
-    bbox, order, H, W = _boxes(4, F=10)
+    bbox, tab, order, H, W = _boxes(4, counts=(10,))
     with pytest.raises(ValueError, match="ordered_fill must be 'serial', 'sort' or None, got 'fast'"):
-        _binning.bin_faces(bbox, H, W, 8, order=order, ordered_fill="fast")
+        _binning.bin_faces(bbox, tab, H, W, 8, order=order, ordered_fill="fast")
 
 
 def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):

@@ -51,8 +51,10 @@ def test_batch_of_different_meshes_equals_single_renders(mode, exact, extra):
             torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-5, atol=1e-6 * float(v.grad.abs().max()))
         else:
             torch.testing.assert_close(out[i:i + 1], single.detach(), rtol=0, atol=1e-6)
-            # on a GPU the float32 atomic sums add in another order: seen 2.1e-6 (H200, DIB-R)
-            atol = 1e-6 if v.device.type == "cpu" else 1e-5
+            # on a GPU the float32 atomic sums add in another order: seen 2.1e-6 (H200, DIB-R) and
+            # 3.5e-6 of 0.17 (lavapipe, lit flat soft: face normals are atomic sums too)
+            on_cpu = v.device.type == "cpu" and tr.runtime.arch() in ("cpu", "x64", "arm64")
+            atol = (1e-6 if on_cpu else 1e-5) * max(1.0, float(v.grad.abs().max()))
             torch.testing.assert_close(leaves[i].grad, v.grad, rtol=1e-5, atol=atol)
 
 

@@ -277,3 +277,23 @@ def test_bad_packed_input_is_a_clear_error_in_every_primitive():
     with pytest.raises(ValueError, match=r"project: a Meshes batch of 3 needs 3 cameras"):
         vs, fs3, cams = _scene()
         tr.project(tr.Meshes(vs, fs3), tr.PerspectiveCamera.look_at(torch.ones(2, 3), image_size=(8, 8)))
+
+
+def test_per_face_buffers_of_a_batch_follow_its_total_face_count():
+    """Memory is O(faces): a big mesh with small ones gives the kernels sum F_i face entries (not
+    N times the largest), and a shared topology B * F."""
+    from taichirast._prims import soft as soft_prim
+
+    big, small = tr.meshes.icosphere(3), tr.meshes.cube()
+    vs = [torch.from_numpy(big[0]) * 0.5 + torch.tensor([0.0, 0.0, 3.0])] + \
+         [torch.from_numpy(small[0]) * 0.3 + torch.tensor([0.0, 0.0, 3.0])] * 3
+    fs = [torch.from_numpy(big[1])] + [torch.from_numpy(small[1])] * 3
+    sv = [torch.cat([v[:, :2] * 10 + 12, v[:, 2:]], 1) for v in vs]
+    m = tr.Meshes(sv, fs)
+    prep = soft_prim.PRIM.prepare(m, None, [torch.ones(v.shape[0], 1) for v in vs], (H, W))
+    assert prep.params["E"] == 1280 + 3 * 12 and prep.params["counts"] == (1280, 12, 12, 12)
+    (out,), saved = soft_prim.PRIM.forward(prep.inputs, prep.params)
+    fs_buffer = saved[5]
+    assert out.shape[0] == 4 and fs_buffer.shape[0] == 1280 + 36
+    shared = soft_prim.PRIM.prepare(torch.stack([sv[1]] * 3), fs[1], torch.ones(8, 1), (H, W))
+    assert shared.params["E"] == 3 * 12 and shared.params["counts"] == (12, 12, 12)

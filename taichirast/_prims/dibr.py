@@ -85,9 +85,9 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     tile = tile_size_arg(FN, tile_size)
     P.images(FN, meshes, "fragments", fid.shape[0])
     B = P.batch(FN, meshes, {"screen_verts": sv.shape[0], "face_id": fid.shape[0]})
-    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
-    return Prepared(inputs=[sv, faces, fid, ranges], sources=["screen_verts", None, None, None],
-                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile, fmax=fmax))
+    ent = P.entries_for(meshes, B, faces.shape[0], sv)
+    return Prepared(inputs=[sv, faces, fid, ent.tab], sources=["screen_verts", None, None, None],
+                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile, E=ent.total))
 
 
 def _kd_margin(p):
@@ -99,41 +99,41 @@ def forward(inputs, params):
     from taichirast.kernels import dibr, real_type, soft
 
     ensure_init()
-    sv, faces, fid, ranges = inputs
+    sv, faces, fid, tab = inputs
     B, H, W = params["B"], params["H"], params["W"]
-    F = params["fmax"]
+    F = params["E"]
     alpha = A.empty(sv, (B, H, W))
     aux = A.empty(sv, (B, H, W, 3))
     if F == 0:
         alpha[...] = A.astype(fid >= 0, A.dtype_name(sv))
-        return (alpha,), (sv, faces, fid, ranges, A.zeros(sv, (1, 1, soft.K)), aux)
+        return (alpha,), (sv, faces, fid, tab, A.zeros(sv, (1, soft.K)), aux)
     K = dibr.build(real_type(A.dtype_name(sv)))
     kd, margin = _kd_margin(params)
-    fs = A.empty(sv, (B, F, soft.K))
-    bbox = A.empty(sv, (B, F, 4))
-    K.setup(sv, faces, ranges, fs, bbox, params["near"], margin, 0)
-    # faces in index order in every tile: the per-pixel product is the same run to run
-    order = A.index_rows(sv, B, F)
-    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order)
+    fs = A.empty(sv, (F, soft.K))
+    bbox = A.empty(sv, (F, 4))
+    K.setup(sv, faces, tab, fs, bbox, params["near"], margin, 0)
+    # entries in index order in every tile: the per-pixel product is the same run to run
+    order = A.index_rows(sv, 1, F)[0]
+    offsets, tile_faces = bin_faces(bbox, tab, H, W, params["tile"], order=order)
     K.forward(fs, fid, offsets, tile_faces, alpha, aux, params["tile"], kd)
-    return (alpha,), (sv, faces, fid, ranges, fs, aux)
+    return (alpha,), (sv, faces, fid, tab, fs, aux)
 
 
 def backward(saved, params, grads, needs):
     from taichirast.kernels import dibr, real_type
 
-    sv, faces, fid, ranges, fs, aux = (A.detach(x) for x in saved)
+    sv, faces, fid, tab, fs, aux = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None or not needs[0]:
         return [None, None, None, None]
     gsv = A.zeros(sv, sv.shape)
-    F = params["fmax"]
+    F = params["E"]
     if F > 0:
         K = dibr.build(real_type(A.dtype_name(sv)))
         kd, _ = _kd_margin(params)
-        gface = A.empty(sv, (params["B"], F, 9))
-        K.backward(fs, fid, g, aux, gface, kd)
-        K.scatter_verts(faces, ranges, gface, gsv)
+        gface = A.empty(sv, (F, 9))
+        K.backward(fs, tab, fid, g, aux, gface, kd)
+        K.scatter_verts(faces, tab, gface, gsv)
     return [gsv, None, None, None]
 
 

@@ -79,15 +79,15 @@ def rasterize(screen_verts, faces, image_size, perspective_correct=True, cull_ba
         w.r.t. ``screen_verts`` (not through visibility changes: use soft modes or
         :func:`dibr_silhouette` for silhouette gradients).
     """
-    sv, faces, ranges, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
-                                            cull_backfaces, near, tile_size)
-    return Prepared(inputs=[sv, faces, ranges], sources=["screen_verts", None, None], pack=_fragments, params=params)
+    sv, faces, tab, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
+                                         cull_backfaces, near, tile_size)
+    return Prepared(inputs=[sv, faces, tab], sources=["screen_verts", None, None], pack=_fragments, params=params)
 
 
 def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_backfaces, near, tile_size):
-    """Checked ``(screen_verts (Bv, V, 3), faces, ranges (B, 2), params)`` of a hard rasterization
-    (also rasterize_layers'): image b draws faces ``ranges[b, 0] ..`` (``ranges[b, 1]`` of them,
-    at most ``params["fmax"]``) with vertices ``screen_verts[b]`` (``[0]`` when ``Bv = 1``)."""
+    """Checked ``(screen_verts (Bv, V, 3), faces, tab (B, 3), params)`` of a hard rasterization
+    (also rasterize_layers'): the face entries of the B images (:class:`taichirast.packed.Entries`,
+    ``params["E"]`` of them), with vertices ``screen_verts[b]`` (``[0]`` when ``Bv = 1``)."""
     screen_verts, faces, meshes = P.mesh_args(fn, "screen_verts", screen_verts, faces)
     kind = V.kind_of(screen_verts, faces)
     sv = V.screen_verts(fn, "screen_verts", screen_verts, kind)
@@ -95,7 +95,7 @@ def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_b
     H, W = V.image_size(fn, image_size)
     V.camera_size_matches(fn, screen_verts, (H, W))
     B = P.batch(fn, meshes, {"screen_verts": sv.shape[0]})
-    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
+    ent = P.entries_for(meshes, B, faces.shape[0], sv)
     persp = bool(perspective_correct)
     near = V.number(fn, "near", near, lo=0.0, lo_open=True) if persp else V.number(fn, "near", near)
     if not math.isfinite(near):
@@ -104,8 +104,8 @@ def raster_args(fn, screen_verts, faces, image_size, perspective_correct, cull_b
         raise TypeError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
     if int(tile_size) <= 0:
         raise ValueError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
-    return sv, faces, ranges, {"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
-                               "tile": int(tile_size), "fmax": fmax}
+    return sv, faces, ent.tab, {"H": H, "W": W, "persp": persp, "cull": bool(cull_backfaces), "near": near,
+                                "tile": int(tile_size), "E": ent.total}
 
 
 def vertex_stride(sv):
@@ -123,10 +123,10 @@ def forward(inputs, params):
     from taichirast.kernels import raster, real_type
 
     ensure_init()
-    sv, faces, ranges = inputs
+    sv, faces, tab = inputs
     real = A.dtype_name(sv)
     k = raster.build(real_type(real))
-    B, Vn, Fm = ranges.shape[0], sv.shape[1], params["fmax"]
+    B, Vn, E = tab.shape[0], sv.shape[1], params["E"]
     H, W, T = params["H"], params["W"], params["tile"]
     near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
     N, Vs = B * H * W, vertex_stride(sv)
@@ -138,21 +138,21 @@ def forward(inputs, params):
         key = A.full(sv, (N,), raster.KEY_EMPTY, "int64")
         if real == "float32":
             fid = A.empty(sv, (1,), "int32")  # unused: the face id is in the key's low bits
-            if Fm > 0:
-                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 0)
+            if E > 0:
+                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 0)
         else:
             fid = A.full(sv, (N,), raster.FID_EMPTY, "int32")
-            if Fm > 0:
-                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 0)
-                k["raster_faces"](svf, faces, ranges, key, fid, Fm, Vs, H, W, near, persp, cull, 1)
+            if E > 0:
+                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 0)
+                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 1)
         k["resolve"](svf, faces, key, fid, face_id, bary, depth, B, Vs, H, W, near, persp)
     else:
-        bbox = A.empty(sv, (B, Fm, 4))
-        fdata = A.empty(sv, (B, Fm, raster.N_FDATA))
-        if Fm > 0:
-            k["setup"](svf, faces, ranges, bbox, fdata, Vs, near, persp, cull)
-        offsets, tile_faces = bin_faces(bbox, H, W, T)
-        k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+        bbox = A.empty(sv, (E, 4))
+        fdata = A.empty(sv, (E, raster.N_FDATA))
+        if E > 0:
+            k["setup"](svf, faces, tab, bbox, fdata, Vs, near, persp, cull)
+        offsets, tile_faces = bin_faces(bbox, tab, H, W, T)
+        k["raster_pixels"](bbox, fdata, tab, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
         k["bary"](svf, faces, face_id, bary, depth, B, Vs, H, W, near, persp)
     return outs, (sv, faces, outs[0])
 

@@ -73,12 +73,12 @@ def rasterize_layers(screen_verts, faces, image_size, num_layers=2, perspective_
     K = int(num_layers)
     if K < 1:
         raise ValueError(f"{FN}: num_layers must be a positive int (1 = plain rasterize), got {num_layers!r}")
-    sv, faces, ranges, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
-                                            cull_backfaces, near, tile_size)
-    if ranges.shape[0] * K * params["H"] * params["W"] >= 2**31:
-        raise ValueError(f"{FN}: batch {ranges.shape[0]} x num_layers {K} x image {params['H']}x{params['W']} is "
+    sv, faces, tab, params = raster_args(FN, screen_verts, faces, image_size, perspective_correct,
+                                         cull_backfaces, near, tile_size)
+    if tab.shape[0] * K * params["H"] * params["W"] >= 2**31:
+        raise ValueError(f"{FN}: batch {tab.shape[0]} x num_layers {K} x image {params['H']}x{params['W']} is "
                          f"more than 2^31 pixels; render fewer layers, a smaller batch or a smaller image")
-    return Prepared(inputs=[sv, faces, ranges], sources=["screen_verts", None, None],
+    return Prepared(inputs=[sv, faces, tab], sources=["screen_verts", None, None],
                     params=dict(params, K=K),
                     pack=lambda outs: Fragments(*outs))
 
@@ -113,10 +113,10 @@ def forward(inputs, params):
     from taichirast.kernels import raster, real_type
 
     ensure_init()
-    sv, faces, ranges = inputs
+    sv, faces, tab = inputs
     real = A.dtype_name(sv)
     k = raster.build(real_type(real))
-    B, Vn, F = ranges.shape[0], sv.shape[1], params["fmax"]
+    B, Vn, E = tab.shape[0], sv.shape[1], params["E"]
     H, W, K, T = params["H"], params["W"], params["K"], params["tile"]
     near, persp, cull = params["near"], int(params["persp"]), int(params["cull"])
     HW = H * W
@@ -132,37 +132,37 @@ def forward(inputs, params):
         key = A.full(sv, (NK,), raster.KEY_EMPTY, "int64")
         f64 = real == "float64"
         fid = A.full(sv, (NK,) if f64 else (1,), raster.FID_EMPTY, "int32")
-        if F > 0:
+        if E > 0:
             # layer 0: rasterize's own kernel (so it matches rasterize bit for bit), then peel
             key0 = key if K == 1 else A.full(sv, (N,), raster.KEY_EMPTY, "int64")
             fid0 = fid if (K == 1 or not f64) else A.full(sv, (N,), raster.FID_EMPTY, "int32")
             for second in ((0, 1) if f64 else (0,)):
-                k["raster_faces"](svf, faces, ranges, key0, fid0, F, Vs, H, W, near, persp, cull, second)
+                k["raster_faces"](svf, faces, tab, key0, fid0, E, Vs, H, W, near, persp, cull, second)
             if K > 1:
                 _layer0(key, key0, B, K, HW)
                 if f64:
                     _layer0(fid, fid0, B, K, HW)
             for layer in range(1, K):
                 for second in ((0, 1) if f64 else (0,)):
-                    k["raster_faces_peel"](svf, faces, ranges, key, fid, F, Vs, K, layer, H, W, near, persp, cull,
+                    k["raster_faces_peel"](svf, faces, tab, key, fid, E, Vs, K, layer, H, W, near, persp, cull,
                                            second)
         k["resolve"](svr, faces, key, fid, face_id, bary, depth, B * K, Vs, H, W, near, persp)
     else:
-        bbox = A.empty(sv, (B, F, 4))
-        fdata = A.empty(sv, (B, F, raster.N_FDATA))
-        if F > 0:
-            k["setup"](svf, faces, ranges, bbox, fdata, Vs, near, persp, cull)
-        offsets, tile_faces = bin_faces(bbox, H, W, T)
+        bbox = A.empty(sv, (E, 4))
+        fdata = A.empty(sv, (E, raster.N_FDATA))
+        if E > 0:
+            k["setup"](svf, faces, tab, bbox, fdata, Vs, near, persp, cull)
+        offsets, tile_faces = bin_faces(bbox, tab, H, W, T)
         # depth holds the depth test's own values while peeling; ``bary`` then rewrites it
         if K == 1:
-            k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
+            k["raster_pixels"](bbox, fdata, tab, offsets, tile_faces, face_id, depth, H, W, T, near, persp)
         else:
             fid0, d0 = A.empty(sv, (N,), "int32"), A.empty(sv, (N,))
-            k["raster_pixels"](bbox, fdata, ranges, offsets, tile_faces, fid0, d0, H, W, T, near, persp)
+            k["raster_pixels"](bbox, fdata, tab, offsets, tile_faces, fid0, d0, H, W, T, near, persp)
             _layer0(face_id, fid0, B, K, HW)
             _layer0(depth, d0, B, K, HW)
             for layer in range(1, K):
-                k["raster_pixels_peel"](bbox, fdata, ranges, offsets, tile_faces, face_id, depth, K, layer, H, W, T,
+                k["raster_pixels_peel"](bbox, fdata, tab, offsets, tile_faces, face_id, depth, K, layer, H, W, T,
                                         near, persp)
         k["bary"](svr, faces, face_id, bary, depth, B * K, Vs, H, W, near, persp)
     return outs, (sv, faces, outs[0])

@@ -142,10 +142,10 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     cull_eps = V.number(FN, "cull_eps", cull_eps, lo=0.0, hi=0.5, lo_open=True)
     tile = tile_size_arg(FN, tile_size)
     B = P.batch(FN, meshes, {"screen_verts": sv.shape[0], "colors": colors.shape[0]})
-    ranges, fmax = P.ranges_for(meshes, B, faces.shape[0], sv)
+    ent = P.entries_for(meshes, B, faces.shape[0], sv)
     params = dict(B=B, H=H, W=W, C=C, sigma=sigma, gamma=gamma, eps=eps, near=near, far=far,
-                  per_face=per_face, cull_eps=cull_eps, tile=tile, exact=bool(exact), fmax=fmax)
-    return Prepared(inputs=[sv, faces, colors, background, ranges],
+                  per_face=per_face, cull_eps=cull_eps, tile=tile, exact=bool(exact), E=ent.total, counts=ent.counts)
+    return Prepared(inputs=[sv, faces, colors, background, ent.tab],
                     sources=["screen_verts", None, "colors", bg_source, None], params=params)
 
 
@@ -173,9 +173,9 @@ def forward(inputs, params):
     from taichirast.kernels import real_type, soft
 
     ensure_init()
-    sv, faces, colors, bg, ranges = inputs
+    sv, faces, colors, bg, tab = inputs
     B, H, W, C = params["B"], params["H"], params["W"], params["C"]
-    F = params["fmax"]
+    F = params["E"]
     out = A.empty(sv, (B, H, W, C + 1))
     aux = A.empty(sv, (B, H, W, 4))  # zm, Z, w_b / Z, 1 - alpha
     if F == 0:
@@ -184,36 +184,37 @@ def forward(inputs, params):
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
-        return (out,), (sv, faces, colors, bg, ranges, A.zeros(sv, (1, 1, soft.K)), out, aux, none, none)
+        return (out,), (sv, faces, colors, bg, tab, A.zeros(sv, (1, soft.K)), out, aux, none, none)
     K = soft.build(real_type(A.dtype_name(sv)))
     sc = _scalars(params)
-    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, ranges, params, sc["d2cull"])
+    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
     # cut-off constants (kernels/soft.py `saturated`): colour |c - rgb| <= 2 max|colour|
     kc = 2.0 * max(A.abs_max(colors), A.abs_max(bg)) / CUT_TOL
-    K.forward(fs, faces, ranges, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
+    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], kc, math.log(1.0 / CUT_TOL), int(params["per_face"]), C,
               not params["exact"])
-    return (out,), (sv, faces, colors, bg, ranges, fs, out, aux, rank, cut)
+    return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
 
-def depth_ordered_setup(K, sv, faces, ranges, params, d2cull):
-    """Per-face constants ``fs``, tile lists in depth order (nearest vertex first, then face id)
-    and each face's place in that order ``rank (B, F)`` int32 (F: the largest face range)."""
+def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
+    """Per-entry constants ``fs (E, K)``, tile lists in depth order (nearest vertex first, then
+    face id) and each entry's place in that order ``rank (E,)`` int32."""
     from taichirast.kernels import soft
 
-    B, H, W, F = params["B"], params["H"], params["W"], params["fmax"]
-    fs = A.empty(sv, (B, F, soft.K))
-    bbox = A.empty(sv, (B, F, 4))
+    H, W, E = params["H"], params["W"], params["E"]
+    fs = A.empty(sv, (E, soft.K))
+    bbox = A.empty(sv, (E, 4))
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
-    K.setup(sv, faces, ranges, fs, bbox, params["near"], margin, 1)
-    # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last)
-    inv_z = fs[:, :, soft.FS_IZ:soft.FS_IZ + 3]
-    key = -(inv_z.amax(dim=2) if A.is_torch(inv_z) else inv_z.max(axis=2))
-    order = A.argsort_last(key)
+    K.setup(sv, faces, tab, fs, bbox, params["near"], margin, 1)
+    # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last), per image
+    inv_z = fs[:, soft.FS_IZ:soft.FS_IZ + 3]
+    key = -(inv_z.amax(dim=1) if A.is_torch(inv_z) else inv_z.max(axis=1))
+    counts = params["counts"]
+    order = A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
     rank = ranks_of(order)
-    offsets, tile_faces = bin_faces(bbox, H, W, params["tile"], order=order, rank=rank)
+    offsets, tile_faces = bin_faces(bbox, tab, H, W, params["tile"], order=order, rank=rank)
     return fs, offsets, tile_faces, rank
 
 
@@ -221,14 +222,14 @@ def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, ranges, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, tab, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
         return [None] * 5
     C = params["C"]
     need_sv, need_col, need_bg = needs[0], needs[2], needs[3]
     gsv = gcol = gbg = None
-    F = params["fmax"]
+    F = params["E"]
     if need_sv:
         gsv = A.zeros(sv, sv.shape)
     if need_col:
@@ -239,17 +240,17 @@ def backward(saved, params, grads, needs):
         B, H, W = params["B"], params["H"], params["W"]
         pb = A.empty(sv, (B, H, W, 5 + C))
         K.pixel_prep(out, aux, g, pb)
-        gface = A.empty(sv, (B, F, 9))
-        gcolf = A.empty(sv, (B, F, 3, C))
+        gface = A.empty(sv, (F, 9))
+        gcolf = A.empty(sv, (F, 3, C))
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
         K.tile_max_cut(cut, tmax, T)
-        K.backward(fs, faces, ranges, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
+        K.backward(fs, faces, tab, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
                    int(params["per_face"]), C)
         if need_sv:
-            K.scatter_verts(faces, ranges, gface, gsv)
+            K.scatter_verts(faces, tab, gface, gsv)
         if need_col:
-            K.scatter_colors(faces, ranges, gcolf, gcol, int(params["per_face"]))
+            K.scatter_colors(faces, tab, gcolf, gcol, int(params["per_face"]))
     if need_bg:
         # d rgb / d bg = w_b / Z per pixel; alpha does not depend on the background.
         gbg = A.contiguous(A.sum_axes(g[..., :C] * aux[..., 2:3], (0, 1, 2)))
