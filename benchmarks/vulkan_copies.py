@@ -15,6 +15,7 @@ place: the counts say what residency would save on Vulkan, not what those backen
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -24,6 +25,7 @@ import torch
 import taichirast as tr
 from benchmarks.run import SHARED
 from taichirast import io as trio
+from taichirast import _resident as R
 from taichirast import meshes
 
 
@@ -63,6 +65,25 @@ def _mesh():
     return "icosphere4", v, f
 
 
+def _step(verts, faces, cam, cols, resident, kw):
+    R.ENABLED = resident
+    try:
+        vv = verts.clone().requires_grad_()
+        tr.render(vv, faces, cam, colors=cols, **kw).sum().backward()
+    finally:
+        R.ENABLED = True
+
+
+def _traffic(step):
+    """One step's launches, external arrays, their bytes and the resident buffers' escapes."""
+    R.COUNTS.update(dict.fromkeys(R.COUNTS, 0))
+    with Traffic() as t:
+        step()
+    c = R.COUNTS
+    return dict(launches=t.launches, arrays=t.arrays, copies=2 * t.arrays + c["uploads"] + c["escapes"],
+                mb=(2 * t.bytes + c["uploaded_bytes"] + c["escaped_bytes"]) / 2**20, reshapes=c["reshapes"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.vulkan_copies", description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=512)
@@ -76,27 +97,26 @@ def main(argv=None):
     cases = {"hard, lit": dict(mode="hard", lights=lights, material=tr.Material(model="lambert")),
              "soft": dict(mode="soft", sigma=1e-4)}
     print(f"arch {tr.ensure_init()} | {name}, {f.shape[0]} faces, {a.size}² | render fwd+bwd, gradients to the vertices")
-    print("| case | kernel launches | external-array arguments | host↔device copies | MB moved | ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | residency | kernel launches | external-array arguments | host↔device copies | MB moved | ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     rows = []
     for label, kw in cases.items():
-        def step():
-            vv = verts.clone().requires_grad_()
-            tr.render(vv, faces, cam, colors=cols, **kw).sum().backward()
-
-        step()  # compile
-        with Traffic() as t:
-            step()
-        times = []
-        for _ in range(a.repeat):
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1000.0)
-        row = dict(case=label, launches=t.launches, arrays=t.arrays, copies=2 * t.arrays,
-                   mb=2 * t.bytes / 2**20, ms=statistics.median(times))
-        rows.append(row)
-        print(f"| {label} | {row['launches']} | {row['arrays']} | {row['copies']} | {row['mb']:.0f} | {row['ms']:.0f} |",
-              flush=True)
+        steps = {r: functools.partial(_step, verts, faces, cam, cols, r, kw) for r in (False, True)}
+        times = {r: [] for r in steps}
+        counts = {}
+        for r, step in steps.items():
+            step()  # compile
+            counts[r] = _traffic(step)
+        for _ in range(a.repeat):  # interleaved: the machine's noise hits both alike
+            for r, step in steps.items():
+                t0 = time.perf_counter()
+                step()
+                times[r].append((time.perf_counter() - t0) * 1000.0)
+        for r in steps:
+            row = dict(case=label, resident=r, ms=statistics.median(times[r]), **counts[r])
+            rows.append(row)
+            print(f"| {label} | {'on' if r else 'off'} | {row['launches']} | {row['arrays']} | {row['copies']} | "
+                  f"{row['mb']:.0f} | {row['ms']:.0f} |", flush=True)
     return rows
 
 

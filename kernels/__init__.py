@@ -15,7 +15,23 @@ Taichi 1.7's SPIR-V backends (Vulkan, Metal) add three rules, each found by test
 * No parallel-loop range computed from an array's shape with ``//``: "Not supported" by the
   code generator (pass the count as an argument).
 """
+import functools
+
 import taichi as ti
+
+
+def kernel(fn):
+    """``ti.kernel(fn)`` whose launches accept taichirast's resident tensors
+    (:mod:`taichirast._resident`): an argument with ``__taichi_ndarray__`` is replaced by the Taichi
+    ndarray (or host tensor) holding its data. Every taichirast kernel is defined with it."""
+    compiled = ti.kernel(fn)
+
+    @functools.wraps(fn)
+    def launch(*args):
+        return compiled(*(a.__taichi_ndarray__() if hasattr(type(a), "__taichi_ndarray__") else a for a in args))
+
+    launch.taichi_kernel = compiled
+    return launch
 
 
 def real_type(dtype_name: str):

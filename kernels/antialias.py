@@ -99,6 +99,7 @@ import functools
 
 import taichi as ti
 
+from . import kernel
 from .common import edge_function
 from .raster import ROW_SEGMENTS, row_segment
 
@@ -142,7 +143,7 @@ def build(real):
                 tri, t1 = f1, 1
         return tri, t1
 
-    @ti.kernel
+    @kernel
     def setup(sv: arr, faces: iarr, fbits: iarr, V: ti.i32):
         """fbits (Bs * F,): bit 0 = orientation > 0, bit 1 + k = edge k valid (both z > EDGE_NEAR)."""
         F = faces.shape[0]
@@ -307,7 +308,7 @@ def build(real):
                     alpha[(b * H + r) * W + c, 1] = ti.max(alpha[(b * H + r) * W + c, 1], real(MARK))
                     seg[(b * H + r) * ROW_SEGMENTS + c // cw] |= 1
 
-    @ti.kernel
+    @kernel
     def mark(sv: arr, faces: iarr, link: iarr, fbits: iarr, alpha: arr, seg: iarr, B: ti.i32, H: ti.i32, W: ti.i32,
              V: ti.i32):
         """alpha (N, 2), zero on entry: MARK for the pairs a silhouette edge may cross.
@@ -348,7 +349,7 @@ def build(real):
                             for b in range(B):
                                 _mark_edge(alpha, seg, ax, ay, bx, by, b, H, W)
 
-    @ti.kernel
+    @kernel
     def analyse(sv: arr, faces: iarr, link: iarr, fbits: iarr, face_id: iarr, depth: arr, alpha: arr, code: iarr,
                 seg: iarr, H: ti.i32, W: ti.i32, V: ti.i32, shared: ti.i32):
         """alpha (N, 2) from mark: each marked pair gets its alpha (0 if it does not blend) and code.
@@ -390,7 +391,7 @@ def build(real):
             hit |= seg[t - ROW_SEGMENTS]
         return hit != 0
 
-    @ti.kernel
+    @kernel
     def blend(color: arr, alpha: arr, out: arr, seg: iarr, H: ti.i32, W: ti.i32):
         """out (N, C), a copy of color on entry, += the contributions of each pixel's four pairs.
 
@@ -458,7 +459,7 @@ def build(real):
             ti.atomic_add(g_sv[ib, 0], gvb)
             ti.atomic_add(g_sv[ib, 1], gub)
 
-    @ti.kernel
+    @kernel
     def backward(sv: arr, faces: iarr, color: arr, alpha: arr, code: iarr, seg: iarr, g: arr,
                  g_color: arr, g_sv: arr, H: ti.i32, W: ti.i32, V: ti.i32, shared: ti.i32,
                  need_color: ti.template(), need_sv: ti.template()):

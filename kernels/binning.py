@@ -37,6 +37,7 @@ import types
 
 import taichi as ti
 
+from . import kernel
 from .common import entry_face
 
 
@@ -61,7 +62,7 @@ def build(real):
             tx0, tx1, ty0, ty1 = x0 // T, x1 // T, y0 // T, y1 // T
         return tx0, tx1, ty0, ty1
 
-    @ti.kernel
+    @kernel
     def count(bbox: arr, tab: iarr, counts: iarr, H: ti.i32, W: ti.i32, T: ti.i32):
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
@@ -72,7 +73,7 @@ def build(real):
                 for tx in range(tx0, tx1 + 1):
                     ti.atomic_add(counts[(b * nty + ty) * ntx + tx], 1)
 
-    @ti.kernel
+    @kernel
     def fill(bbox: arr, tab: iarr, offsets: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32, W: ti.i32, T: ti.i32):
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
@@ -85,7 +86,7 @@ def build(real):
                     slot = ti.atomic_add(cursor[tile], 1)
                     tile_faces[offsets[tile] + slot] = f
 
-    @ti.kernel
+    @kernel
     def fill_ordered(bbox: arr, tab: iarr, order: iarr, offsets: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32,
                      W: ti.i32, T: ti.i32):
         ntx = (W + T - 1) // T
@@ -101,7 +102,7 @@ def build(real):
                     tile_faces[offsets[tile] + cursor[tile]] = f
                     cursor[tile] += 1
 
-    @ti.kernel
+    @kernel
     def ranks(order: iarr, rank: iarr):
         """rank[order[i]] = i: each entry's place in ``order``."""
         for i in range(order.shape[0]):
@@ -123,7 +124,7 @@ def build(real):
             else:
                 break
 
-    @ti.kernel
+    @kernel
     def sort_tiles(offsets: iarr, tile_faces: iarr, rank: iarr):
         """Heap-sort every tile's list by ascending ``rank[e]`` (one thread per tile; in place,
         O(n log n) for a tile of n entries, no scratch memory)."""

@@ -21,6 +21,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 TILE = 4
 
 
@@ -30,7 +32,7 @@ def build(real):
     arr = ti.types.ndarray(dtype=real)
     iarr = ti.types.ndarray(dtype=ti.i32)
 
-    @ti.kernel
+    @kernel
     def forward(x: arr, y: arr, xlen: iarr, ylen: iarr, dist2: arr, idx: iarr):
         # dist2, idx: (B, N); xlen, ylen: (B,)
         n_tiles = (dist2.shape[1] + TILE - 1) // TILE
@@ -72,7 +74,7 @@ def build(real):
                         dist2[b, i] = real(0.0)
                         idx[b, i] = -1
 
-    @ti.kernel
+    @kernel
     def backward(x: arr, y: arr, idx: iarr, g: arr, grad_x: arr, grad_y: arr):
         # g: (B, N) gradient of dist2; grad_x (Bx, N, 3), grad_y (By, M, 3) zero-initialised.
         for b, i in ti.ndrange(g.shape[0], g.shape[1]):

@@ -28,7 +28,7 @@ import functools
 
 import taichi as ti
 
-from . import soft, tile_block_dim
+from . import kernel, soft, tile_block_dim
 from .common import entry_face
 
 RESCALE = 1e30  # prod_nz is kept as mant * RESCALE^-ex with mant >= 1 / RESCALE
@@ -42,7 +42,7 @@ def build(real):
     S = soft.build(real)
     tile_block = tile_block_dim()  # see kernels/soft.py
 
-    @ti.kernel
+    @kernel
     def forward(fs: arr, face_id: iarr, offsets: iarr, tile_faces: iarr, alpha: arr, aux: arr, T: ti.i32,
                 kd: real):
         """alpha (B, H, W); aux (B, H, W, 3) = (mant, nz, ex) of the product of non-zero 1 - P_k."""
@@ -89,7 +89,7 @@ def build(real):
                                     aux[b, r, c, 2] = aux[b, r, c, 2] + real(1.0)
                                 aux[b, r, c, 0] = mant
 
-    @ti.kernel
+    @kernel
     def backward(fs: arr, tab: iarr, face_id: iarr, galpha: arr, aux: arr, gface: arr, kd: real):
         """One thread per face entry over its box pixels; gface (E, 9) written (z gradients are 0)."""
         H, W = galpha.shape[1], galpha.shape[2]

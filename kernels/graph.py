@@ -34,6 +34,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 
 @functools.lru_cache(maxsize=None)
 def build(real, M: int):
@@ -42,7 +44,7 @@ def build(real, M: int):
     iarr = ti.types.ndarray(dtype=ti.i32)
     vec = ti.types.vector(M, real)
 
-    @ti.kernel
+    @kernel
     def forward(a: arr, b: arr, c: arr, xw: arr, w: arr, rowptr: iarr, col: iarr, y: arr, q_out: arr):
         # a, b: (N, M); c: (M,); xw: (N, D, M); w: (E,); rowptr: (N + 1,); col: (E,) sorted by row.
         # y: (N, D) zero-initialised; q_out: (E, M).
@@ -65,7 +67,7 @@ def build(real, M: int):
                         acc += qw[m] * xw[j, d, m]
                     y[i, d] = y[i, d] + acc  # row i is owned by this thread: no atomic
 
-    @ti.kernel
+    @kernel
     def backward(xw: arr, w: arr, q: arr, g: arr, row: iarr, colptr: iarr, perm: iarr,
                  dxw: arr, db: arr, dlogit: arr):
         # g: (N, D); row: (E,) row of each edge; colptr: (N + 1,); perm: (E,) edge ids sorted by column.

@@ -17,6 +17,7 @@ import functools
 
 import taichi as ti
 
+from . import kernel
 from .raster import ROW_SEGMENTS, row_segment
 
 # Channels per register block in the backward (atomics are issued per run of equal face ids).
@@ -35,7 +36,7 @@ def build(real):
             base = (p // HW) * V
         return base
 
-    @ti.kernel
+    @kernel
     def forward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, out: arr, HW: ti.i32, V: ti.i32,
                 shared: ti.i32):
         C = out.shape[1]
@@ -59,7 +60,7 @@ def build(real):
                 ti.atomic_add(g_attrs[i1, c0 + c], acc[1, c])
                 ti.atomic_add(g_attrs[i2, c0 + c], acc[2, c])
 
-    @ti.kernel
+    @kernel
     def backward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, g_out: arr, g_attrs: arr, g_bary: arr,
                  H: ti.i32, W: ti.i32, V: ti.i32, shared: ti.i32, need_attrs: ti.template(),
                  need_bary: ti.template()):

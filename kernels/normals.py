@@ -19,6 +19,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 
 @functools.lru_cache(maxsize=None)
 def build(real):
@@ -30,7 +32,7 @@ def build(real):
     def _v(a: ti.template(), b, i):
         return vec3(a[b, i, 0], a[b, i, 1], a[b, i, 2])
 
-    @ti.kernel
+    @kernel
     def forward(v: arr, faces: iarr, S: arr, out: arr, eps: real):
         """S zero-initialised; out fully written."""
         B, V, F = v.shape[0], v.shape[1], faces.shape[0]
@@ -46,7 +48,7 @@ def build(real):
             for d in ti.static(range(3)):
                 out[b, i, d] = s[d] * r
 
-    @ti.kernel
+    @kernel
     def backward(v: arr, faces: iarr, S: arr, g_out: arr, g_S: arr, g_v: arr, eps: real):
         """g_S fully written (scratch); g_v zero-initialised."""
         B, V, F = v.shape[0], v.shape[1], faces.shape[0]

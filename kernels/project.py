@@ -21,6 +21,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 Z_TINY = 1e-8
 
 
@@ -41,7 +43,7 @@ def build(real):
         tv = ti.Vector([t[bc, 0], t[bc, 1], t[bc, 2]], real)
         return p, Rm @ p + tv, bv, bc
 
-    @ti.kernel
+    @kernel
     def forward(verts: arr, R: arr, t: arr, intr: arr, vcam: iarr, per_vertex: ti.i32, out: arr,
                 orthographic: ti.i32):
         for b, v in ti.ndrange(out.shape[0], out.shape[1]):
@@ -58,7 +60,7 @@ def build(real):
                 out[b, v, 1] = fy * P[1] / z + cy
             out[b, v, 2] = P[2]
 
-    @ti.kernel
+    @kernel
     def backward(verts: arr, R: arr, t: arr, intr: arr, vcam: iarr, per_vertex: ti.i32, grad_out: arr,
                  grad_verts: arr, cam_partial: arr, orthographic: ti.i32, need_cam: ti.i32):
         # grad_verts: (Bv, V, 3), zero-initialised, accumulated (several b may share bv = 0).

@@ -72,6 +72,7 @@ import functools
 
 import taichi as ti
 
+from . import kernel
 from .common import edge_function, entry_face
 from .project import Z_TINY
 
@@ -251,7 +252,7 @@ def build(real):
             k = k ^ ORD_INT(ORD_MASK)
         return k
 
-    @ti.kernel
+    @kernel
     def setup(sv: arr, faces: iarr, tab: iarr, bbox: arr, fdata: arr, Vs: ti.i32, near: real, persp: ti.i32,
               cull: ti.i32):
         """Binned schedule, per face entry f: bbox (E, 4) = xmin, xmax, ymin, ymax (xmin > xmax:
@@ -326,7 +327,7 @@ def build(real):
                             elif k == key[p] and f < fid[p] and ok:
                                 ti.atomic_min(fid[p], f)
 
-    @ti.kernel
+    @kernel
     def raster_faces(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32, H: ti.i32,
                      W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
         """Face schedule (CPU): one thread per face visits the pixels of its own bbox; no binning.
@@ -342,7 +343,7 @@ def build(real):
             b, f = entry_face(tab, e)
             _face_pass(sv, faces, key, fid, b, f, b * Vs, 1, 0, H, W, near, persp, cull, second, False)
 
-    @ti.kernel
+    @kernel
     def raster_faces_peel(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32,
                           K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32,
                           second: ti.i32):
@@ -372,7 +373,7 @@ def build(real):
         out_bary[p, 2] = b2
         out_depth[p] = d
 
-    @ti.kernel
+    @kernel
     def resolve(sv: arr, faces: iarr, key: karr, fid: iarr, face_id: iarr, out_bary: arr, out_depth: arr,
                 B: ti.i32, Vs: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32):
         """Face schedule, per pixel: face id from the key (f32) or the id buffer (f64), then the
@@ -393,7 +394,7 @@ def build(real):
                 face_id[p] = f
                 _write_bary(sv, faces, b * V, p, px, py, f, out_bary, out_depth, near, persp)
 
-    @ti.kernel
+    @kernel
     def raster_pixels(bbox: arr, fdata: arr, tab: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
                       depth: arr, H: ti.i32, W: ti.i32, T: ti.i32, near: real, persp: ti.i32):
         """Binned schedule (GPU): one thread per pixel walks its tile's list of face entries; bbox
@@ -425,7 +426,7 @@ def build(real):
             face_id[p] = best_f if best_f < 0 else tab[b, 0] + best_f - tab[b, 2]
             depth[p] = best_d
 
-    @ti.kernel
+    @kernel
     def raster_pixels_peel(bbox: arr, fdata: arr, tab: iarr, offsets: iarr, tile_faces: iarr, face_id: iarr,
                            depth: arr, K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, T: ti.i32, near: real,
                            persp: ti.i32):
@@ -471,7 +472,7 @@ def build(real):
             face_id[q] = best_f
             depth[q] = best_d
 
-    @ti.kernel
+    @kernel
     def bary(sv: arr, faces: iarr, face_id: iarr, out_bary: arr, out_depth: arr, B: ti.i32, Vs: ti.i32, H: ti.i32,
              W: ti.i32, near: real, persp: ti.i32):
         """Binned schedule: barycentrics and depth of the kept face (same ``_cover`` as the test)."""
@@ -489,7 +490,7 @@ def build(real):
             ti.atomic_add(grad_sv[idx[i], 1], gy[i])
             ti.atomic_add(grad_sv[idx[i], 2], gz[i])
 
-    @ti.kernel
+    @kernel
     def backward(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, grad_sv: arr, B: ti.i32, Vs: ti.i32,
                  H: ti.i32, W: ti.i32, persp: ti.i32, has_gb: ti.i32, has_gd: ti.i32):
         """grad_sv (B * V, 3) += d(bary, depth)/d sv^T (g_bary, g_depth), per pixel (row segments).

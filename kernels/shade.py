@@ -68,6 +68,8 @@ import math
 
 import taichi as ti
 
+from . import kernel
+
 LAMBERT, PHONG, BLINN_PHONG = 0, 1, 2
 MODELS = {"lambert": LAMBERT, "phong": PHONG, "blinn_phong": BLINN_PHONG}
 
@@ -310,7 +312,7 @@ def build(real):
                     g_sh[r, q, i] = A_sh[q, i]
 
     # ------------------------------------------------------------------ flat points
-    @ti.kernel
+    @kernel
     def forward(normals: arr, positions: arr, albedo: arr, ka: arr, specular: arr, shininess: arr, cam: arr,
                 ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, out: arr,
                 L: ti.template(), P: ti.template(), k: real, model: ti.template(), use_sh: ti.template()):
@@ -321,7 +323,7 @@ def build(real):
             for i in ti.static(range(3)):
                 out[p, i] = acc[i]
 
-    @ti.kernel
+    @kernel
     def backward(normals: arr, positions: arr, albedo: arr, ka: arr, specular: arr, shininess: arr, cam: arr,
                  ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr, g_out: arr,
                  g_normals: arr, g_positions: arr, g_albedo: arr, g_ka: arr, g_specular: arr, g_shininess: arr,
@@ -394,7 +396,7 @@ def build(real):
                 ti.atomic_add(g_pos[vi[c], i], Fp[c, i])
                 ti.atomic_add(g_nrm[ni[c], i], Fn[c, i])
 
-    @ti.kernel
+    @kernel
     def frag_forward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
                      cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
                      ka: arr, spc: arr, shin: arr, bg: arr, out: arr, HW: ti.i32, V: ti.i32, Vn: ti.i32,
@@ -411,7 +413,7 @@ def build(real):
             for i in ti.static(range(3)):
                 out[p, i] = res[i]
 
-    @ti.kernel
+    @kernel
     def frag_backward(face_id: iarr, bary: arr, pos: arr, pfaces: iarr, nrm: arr, nfaces: iarr, albedo: arr,
                       cam: arr, ambient: arr, ldir: arr, lcol: arr, ppos: arr, pcol: arr, sh: arr,
                       ka: arr, spc: arr, shin: arr, bg: arr, g_out: arr,

@@ -96,7 +96,7 @@ import functools
 
 import taichi as ti
 
-from . import tile_block_dim
+from . import kernel, tile_block_dim
 from .common import entry_face
 
 # Layout of the per-entry setup buffer fs (E, K).
@@ -285,7 +285,7 @@ def build(real):
                 c1 = ti.min(c1, to_col(cx + half, W, False))
         return c0, c1
 
-    @ti.kernel
+    @kernel
     def setup(sv: arr, faces: iarr, tab: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
         """Per-entry constants into fs (E, K) and the binning box into bbox (E, 4): the vertex box
         grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk."""
@@ -344,7 +344,7 @@ def build(real):
                 res = aux[b, r, c, 2] + log1p(aux[b, r, c, 3]) >= lnia
         return res
 
-    @ti.kernel
+    @kernel
     def tile_max_cut(cut: iarr, tmax: iarr, T: ti.i32):
         """tmax (B, ntiles) = the largest cut[p] over each T x T tile's pixels."""
         H, W = cut.shape[1], cut.shape[2]
@@ -374,7 +374,7 @@ def build(real):
                         used = True
         return used
 
-    @ti.kernel
+    @kernel
     def forward(fs: arr, faces: iarr, tab: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
                 out: arr, aux: arr, cut: iarr, T: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 kc: real, lnia: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
@@ -486,7 +486,7 @@ def build(real):
                     aux[b, r, c, 2] = exp_((aux[b, r, c, 0] - zb) * cz) * iZ
                     aux[b, r, c, 3] = ti.exp(S)
 
-    @ti.kernel
+    @kernel
     def pixel_prep(out: arr, aux: arr, gout: arr, pb: arr):
         """Per-pixel backward constants pb (B, H, W, 5 + C): zm, 1 / Z, g_alpha (1 - alpha), g_rgb . rgb,
         active (any non-zero gradient), g_rgb."""
@@ -509,7 +509,7 @@ def build(real):
             pb[b, r, c, 3] = G
             pb[b, r, c, 4] = real(act)
 
-    @ti.kernel
+    @kernel
     def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: arr, rank: iarr, cut: iarr, tmax: iarr,
                  gface: arr,
                  gcolf: arr, T: ti.i32, k2: real, d2cull: real, cz: real, per_face: ti.i32,
@@ -620,7 +620,7 @@ def build(real):
                 for ch in ti.static(range(C)):
                     gcolf[f, i, ch] = gcol[i, ch]
 
-    @ti.kernel
+    @kernel
     def scatter_verts(faces: iarr, tab: iarr, gface: arr, gsv: arr):
         """gsv (Bs, V, 3) += face-corner gradients gface (E, 9) (Bs = 1 sums over the batch)."""
         for f in range(gface.shape[0]):
@@ -631,7 +631,7 @@ def build(real):
                 for k in ti.static(range(3)):
                     ti.atomic_add(gsv[bs, v, k], gface[f, 3 * i + k])
 
-    @ti.kernel
+    @kernel
     def scatter_colors(faces: iarr, tab: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
         """gcol (Bc, V or F, C) += gcolf (E, 3, C) (per face: the sum of the three corners)."""
         C = gcol.shape[2]

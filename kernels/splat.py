@@ -56,6 +56,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 # Accumulated weight of a full 3x3 neighbourhood is 1 + EPS (TF Graphics' extra_accumulation_epsilon).
 EPS = 0.05
 # Static unrolling limits (layers x channels registers per thread).
@@ -116,7 +118,7 @@ def build(real):
             j = 1
         return j
 
-    @ti.kernel
+    @kernel
     def forward(rgba: arr, xy: arr, face_id: iarr, depth: arr, out: arr, layers: arr, wsum: arr, H: ti.i32,
                 W: ti.i32, coef: real, inv_2s2: real, K: ti.template(), C: ti.template()):
         """One thread per target pixel gathers the K fragments of its 3x3 neighbours.
@@ -169,7 +171,7 @@ def build(real):
             for c in ti.static(range(C)):
                 out[p, c] = res[c]
 
-    @ti.kernel
+    @kernel
     def backward_targets(g_out: arr, layers: arr, wsum: arr, G: arr, C: ti.template()):
         """Per target pixel: G (B*H*W*3, C) = dL/dA_j from g_out (module docstring)."""
         for p in range(g_out.shape[0]):
@@ -204,7 +206,7 @@ def build(real):
                     # code generator does not support on floats)
                     G[p * 3 + jj, c] = val
 
-    @ti.kernel
+    @kernel
     def backward_sources(rgba: arr, xy: arr, face_id: iarr, depth: arr, G: arr, g_rgba: arr, g_xy: arr,
                          N: ti.i32, H: ti.i32, W: ti.i32, coef: real, inv_2s2: real, K: ti.template(),
                          C: ti.template()):

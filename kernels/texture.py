@@ -43,6 +43,8 @@ import functools
 
 import taichi as ti
 
+from . import kernel
+
 
 @functools.lru_cache(maxsize=None)
 def build(real):
@@ -108,7 +110,7 @@ def build(real):
         yi = ti.cast(ti.floor(y + real(0.5)), ti.i32)
         return _index(xi, Wt, repeat), _index(yi, Ht, repeat)
 
-    @ti.kernel
+    @kernel
     def forward(tex: arr, uv: arr, mask: iarr, out: arr, HW: ti.i32, Ht: ti.i32, Wt: ti.i32, shared: ti.i32,
                 bilinear: ti.template(), repeat: ti.template(), has_mask: ti.template()):
         C = out.shape[1]
@@ -133,7 +135,7 @@ def build(real):
                 for c in range(C):
                     out[p, c] = real(0.0)
 
-    @ti.kernel
+    @kernel
     def backward(tex: arr, uv: arr, mask: iarr, g_out: arr, g_tex: arr, g_uv: arr, HW: ti.i32, Ht: ti.i32,
                  Wt: ti.i32, shared: ti.i32, bilinear: ti.template(), repeat: ti.template(),
                  has_mask: ti.template(), need_tex: ti.template(), need_uv: ti.template()):

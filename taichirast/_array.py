@@ -6,13 +6,21 @@ here: a tensor is recognised by its type's module.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 FLOAT_DTYPES = ("float32", "float64")
 
 
 def is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
+    return _torch_type(type(x))
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_type(t) -> bool:
+    """A torch tensor type, subclasses included (taichirast._resident.Resident)."""
+    return any(c.__module__.split(".")[0] == "torch" and c.__name__ == "Tensor" for c in t.__mro__)
 
 
 def is_array(x) -> bool:
@@ -36,12 +44,22 @@ def _torch_dtype(name):
     return getattr(torch, name)
 
 
+def _resident(like, shape, dtype: str):
+    """The :mod:`taichirast._resident` module when a torch array of ``shape`` / ``dtype`` made like
+    ``like`` is to be device-resident (Vulkan / Metal inside ``render``), else None."""
+    from . import _resident as R
+
+    return R if R.wants(like, tuple(shape), _torch_dtype(dtype)) else None
+
+
 def zeros(like, shape, dtype: str | None = None):
     """Zeros of ``shape``; dtype name defaults to ``like``'s; same library and device as ``like``."""
     dtype = dtype or dtype_name(like)
     if is_torch(like):
         import torch
 
+        if (R := _resident(like, shape, dtype)) is not None:
+            return R.empty(tuple(shape), _torch_dtype(dtype), fill=0)
         return torch.zeros(tuple(shape), dtype=_torch_dtype(dtype), device=like.device)
     return np.zeros(tuple(shape), dtype=dtype)
 
@@ -51,6 +69,8 @@ def empty(like, shape, dtype: str | None = None):
     if is_torch(like):
         import torch
 
+        if (R := _resident(like, shape, dtype)) is not None:
+            return R.empty(tuple(shape), _torch_dtype(dtype))
         return torch.empty(tuple(shape), dtype=_torch_dtype(dtype), device=like.device)
     return np.empty(tuple(shape), dtype=dtype)
 
@@ -60,6 +80,8 @@ def full(like, shape, value, dtype: str | None = None):
     if is_torch(like):
         import torch
 
+        if (R := _resident(like, shape, dtype)) is not None:
+            return R.empty(tuple(shape), _torch_dtype(dtype), fill=value)
         return torch.full(tuple(shape), value, dtype=_torch_dtype(dtype), device=like.device)
     return np.full(tuple(shape), value, dtype=dtype)
 
@@ -69,6 +91,26 @@ def astype(x, dtype: str):
     if is_torch(x):
         return x.to(_torch_dtype(dtype)).contiguous()
     return np.ascontiguousarray(x, dtype=dtype)
+
+
+def columns(x, lo: int, hi: int):
+    """A copy of columns ``lo .. hi - 1`` of the 2-D ``x`` (a copy, not a view: reading a
+    device-resident array through it leaves the array on the device, :mod:`taichirast._resident`)."""
+    if is_torch(x):
+        import torch
+
+        return x.index_select(1, torch.arange(lo, hi, device=x.device))
+    return np.array(x[:, lo:hi])
+
+
+def freeze(x):
+    """Declare ``x`` read-only for kernels from now on (lets a device-resident array keep its device
+    copy when the host reads it: :mod:`taichirast._resident`); returns ``x``."""
+    if is_torch(x):
+        from . import _resident
+
+        _resident.freeze(x)
+    return x
 
 
 def contiguous(x):

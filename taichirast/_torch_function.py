@@ -12,6 +12,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _array as A
+from . import _resident
 from . import runtime
 
 
@@ -25,9 +26,12 @@ def _check_devices(prim, prep):
 class _PrimitiveFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, prim, prep, *inputs):
-        data = [A.detach(x) if torch.is_tensor(x) else x for x in inputs]
+        # in render on Vulkan / Metal user tensors are uploaded once, and a primitive's inputs are
+        # never written by its kernels (taichirast._resident: frozen buffers keep their layouts)
+        data = [A.detach(_resident.freeze(_resident.upload(x))) if torch.is_tensor(x) else x for x in inputs]
+        ctx.user_inputs = [torch.is_tensor(x) and not isinstance(x, _resident.Resident) for x in inputs]
         outs, saved = prim.forward(data, prep.params)
-        outs = tuple(outs)
+        outs = tuple(_resident.freeze(o) for o in outs)  # finished: no kernel writes them again
         ctx.prim, ctx.params, ctx.n_inputs = prim, prep.params, len(inputs)
         ctx.save_for_backward(*saved)
         nondiff = [o for o in outs if torch.is_tensor(o) and not o.is_floating_point()]
@@ -42,9 +46,12 @@ class _PrimitiveFunction(torch.autograd.Function):
         needs = list(ctx.needs_input_grad[2:])
         if not any(needs):
             return (None, None) + (None,) * ctx.n_inputs
-        grads = [None if g is None else g.detach().contiguous() for g in grads]
-        in_grads = ctx.prim.backward(tuple(ctx.saved_tensors), ctx.params, grads, needs)
-        in_grads = [g if (g is not None and n) else None for g, n in zip(in_grads, needs)]
+        grads = [None if g is None else _resident.freeze(g.detach().contiguous()) for g in grads]
+        saved = tuple(_resident.freeze(t) for t in ctx.saved_tensors)
+        in_grads = ctx.prim.backward(saved, ctx.params, grads, needs)
+        # a user's tensor gets an ordinary tensor as its gradient, never a resident one
+        in_grads = [(_resident.host_data(g) if user else _resident.freeze(g)) if (g is not None and n) else None
+                    for g, n, user in zip(in_grads, needs, ctx.user_inputs)]
         return (None, None) + tuple(in_grads)
 
 

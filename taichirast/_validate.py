@@ -134,7 +134,8 @@ def screen_verts(fn, name, x, kind, like=None):
     sv = verts(fn, name, x, kind, like)
     dt = A.dtype_name(sv)
     more = f", or use float64 (limit {screen_limit('float64'):.3g})" if dt == "float32" else ""
-    bounded(fn, f"{name} (x, y in pixels)", sv[..., :2], screen_limit(dt),
+    xy = A.columns(sv.reshape(-1, 3), 0, 2)  # a copy: a device-resident sv stays on the device
+    bounded(fn, f"{name} (x, y in pixels)", xy, screen_limit(dt),
             f"{dt} rasterization's edge functions would overflow and faces vanish. If they are projected "
             f"verts (render, project), the mesh reaches that far on screen: scale or move the verts, or cut "
             f"the mesh to the view{more}")

@@ -45,6 +45,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from . import _resident
 from .stages import Scene, blenders, rasterizers, shaders
 from .stages import materials as _materials
 
@@ -184,8 +185,9 @@ def render(verts, faces, camera, colors=None, mode="soft", background=None, per_
     if MODES[mode].perspective_only and camera.orthographic:
         raise ValueError(f"render: mode={mode!r} needs a PerspectiveCamera (SoftRas's depth interpolation is "
                          f"perspective-correct); use mode='hard' or 'dibr' with an OrthographicCamera")
-    with V.trusted():
-        return run(scene, rasterizer, shader, return_fragments)
+    with V.trusted(), _resident.scope():
+        # on Vulkan / Metal the stages' intermediates stay on the device; the results come back once
+        return _resident.host(run(scene, rasterizer, shader, return_fragments))
 
 
 def run(scene, rasterizer, shader, return_fragments=False):

@@ -5,11 +5,18 @@ import torch
 
 from .. import ops
 from ..fragments import Fragments
+from ..packed import Meshes
 from .scene import Raster
 
 
-def clip_far(frags, far):
-    """Fragments beyond the far plane become background (nothing is visible there)."""
+def clip_far(frags, far, sv):
+    """Fragments beyond the far plane become background (nothing is visible there). Nothing to do
+    when every screen vertex of ``sv`` is nearer than far: a fragment's depth is a weighted mean of
+    its face's vertex depths (the margin covers rounding), and reading the small ``sv`` leaves the
+    fragments where they are (on the device, in a render on Vulkan / Metal)."""
+    z = (sv.verts_packed if isinstance(sv, Meshes) else sv)[..., 2]
+    if z.numel() == 0 or float(z.detach().max()) < far - 1e-4 * abs(far):
+        return frags
     if not bool(((frags.depth > far) & (frags.face_id >= 0)).any()):
         return frags
     keep = frags.depth <= far
@@ -29,7 +36,7 @@ def hard(scene):
     sv = scene.project()
     frags = ops.rasterize(sv, scene.drawn(scene.faces), scene.image_size, perspective_correct=not cam.orthographic,
                           cull_backfaces=scene.cull_backfaces, near=cam.near, **scene.tile)
-    return Raster(sv, clip_far(frags, cam.far))
+    return Raster(sv, clip_far(frags, cam.far, sv))
 
 
 def layered(scene):
@@ -40,7 +47,7 @@ def layered(scene):
     frags = ops.rasterize_layers(sv, scene.drawn(scene.faces), scene.image_size, num_layers=scene.options["splat_layers"],
                                  perspective_correct=not cam.orthographic, cull_backfaces=scene.cull_backfaces,
                                  near=cam.near, **scene.tile)
-    return Raster(sv, clip_far(frags, cam.far))
+    return Raster(sv, clip_far(frags, cam.far, sv))
 
 
 def layer(frags, k):
