@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _array as A
 from .. import ops
 from ..fragments import Fragments
 from ..packed import Meshes
@@ -14,8 +15,8 @@ def clip_far(frags, far, sv):
     when every screen vertex of ``sv`` is nearer than far: a fragment's depth is a weighted mean of
     its face's vertex depths (the margin covers rounding), and reading the small ``sv`` leaves the
     fragments where they are (on the device, in a render on Vulkan / Metal)."""
-    z = (sv.verts_packed if isinstance(sv, Meshes) else sv)[..., 2]
-    if z.numel() == 0 or float(z.detach().max()) < far - 1e-4 * abs(far):
+    z = A.columns((sv.verts_packed if isinstance(sv, Meshes) else sv).detach().reshape(-1, 3), 2, 3)
+    if z.numel() == 0 or float(z.max()) < far - 1e-4 * abs(far):
         return frags
     if not bool(((frags.depth > far) & (frags.face_id >= 0)).any()):
         return frags
