@@ -20,15 +20,17 @@ on those backends):
 * Reshaping (``view`` / ``reshape`` / ``unsqueeze`` / ``squeeze`` / ``detach`` of the whole array)
   shares the buffer; a kernel that sees it in another shape gets it through a device-side copy
   (:data:`COUNTS` ``reshapes``).
-* Any other torch operation first moves the buffer to the host for good ("escape": one download,
-  counted), then runs on the host tensor: results, in-place writes and views are those of an
-  ordinary tensor, so nothing is ever silently stale. The glue between stages (the blender's
-  compositing, a loss) escapes what it reads; an escaped buffer passed to a kernel is copied per
-  launch as before.
+* Any other torch operation first downloads the buffer ("escape": one download, counted) and runs
+  on the host copy. An operation that writes an argument or returns a view of one (aten schema
+  alias info) makes the host copy the data for good: results, in-place writes and views are those
+  of an ordinary tensor, so nothing is ever silently stale, and kernels get the host copy (copied
+  per launch, as before). After a read-only operation a *frozen* buffer (a primitive's input or
+  finished output, which no kernel writes again) keeps using its device array. The glue between
+  stages (the blender's compositing, a loss) escapes what it reads.
 
 :func:`taichirast.render` returns ordinary tensors. On the CPU and CUDA backends, where Taichi reads
 tensors in place, :func:`scope` does nothing unless forced (the tests force it on the CPU, where
-ndarrays work too, to check the mechanism against the ordinary path bitwise).
+ndarrays work too, to check the mechanism against the ordinary path).
 """
 from __future__ import annotations
 
