@@ -58,11 +58,6 @@ copying a small array with each launch. CI's Vulkan lane sets 0, so every array 
 POOL_BYTES = 1 << 28
 """Released device arrays kept for reuse (see :func:`_release`): at most this many bytes (256 MiB)."""
 
-MAX_ARRAYS = 30000
-"""Device arrays made per Taichi runtime before residency turns itself off (with a warning):
-Taichi 1.7's Vulkan backend segfaults past ~65,000 ndarrays used in kernels in one runtime,
-freed or not (measured on lavapipe). Reuse keeps a training loop's count at a few hundred."""
-
 _TI_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.int32: "i32", torch.int64: "i64"}
 _local = threading.local()
 
@@ -105,10 +100,6 @@ def wants(like, shape, dtype: torch.dtype) -> bool:
         return False
     if dtype == torch.float64 and _residency_arch():
         return False  # no float64 on SPIR-V: the primitive refuses it clearly (kernels.real_type)
-    _current_runtime()
-    if _state["made"] >= MAX_ARRAYS:
-        _warn_exhausted()
-        return False
     return isinstance(like, Resident) or (active() and like.device.type == "cpu")
 
 
@@ -122,7 +113,7 @@ def _program():
 
 
 _pool: dict = {}  # (dtype, shape) -> released ndarrays of the current runtime, for reuse
-_state = {"runtime": None, "pooled": 0, "made": 0, "warned": False}
+_state = {"runtime": None, "pooled": 0}
 _pending: list = []  # ndarrays dropped from the pool, freed at the next synchronisation
 _retired: list = []  # ndarrays of finished Taichi runtimes, never collected
 
@@ -135,18 +126,8 @@ def _current_runtime():
         _retired.extend(_pending)
         _pool.clear()
         _pending.clear()
-        _state.update(runtime=rt, pooled=0, made=0)
+        _state.update(runtime=rt, pooled=0)
     return rt
-
-
-def _warn_exhausted():
-    if not _state["warned"]:
-        import warnings
-
-        _state["warned"] = True
-        warnings.warn(f"taichirast: {MAX_ARRAYS} device arrays made in this Taichi runtime (renders of ever new "
-                      f"sizes); Taichi 1.7's Vulkan backend crashes past ~65,000, so renders copy their arrays per "
-                      f"kernel launch from now on (slower, same results)", RuntimeWarning, stacklevel=3)
 
 
 def _new_ndarray(dtype: torch.dtype, shape):
@@ -160,17 +141,15 @@ def _new_ndarray(dtype: torch.dtype, shape):
         _state["pooled"] -= math.prod(shape) * dtype.itemsize
         return free.pop(), False
     COUNTS["allocations"] += 1
-    _state["made"] += 1
     return ti.ndarray(getattr(ti, _TI_DTYPES[dtype]), shape), True
 
 
 def _release(nd, dtype: torch.dtype, prog):
     """Give back ``nd`` (made by Taichi runtime ``prog``) for reuse.
 
-    Reuse, not freeing, is the rule, for two measured Taichi 1.7 faults on Vulkan: past ~65,000
-    ndarrays made in one runtime and used in kernels it segfaults, freed or not (see
-    :data:`MAX_ARRAYS`); and an ndarray collected while a queued kernel uses it is never freed
-    (``Program::delete_ndarray`` skips it: 64 MB leaked per step). A released array is reused by
+    Reuse, not freeing, is the rule: creating an ndarray costs ~1 ms on lavapipe, and Taichi 1.7
+    never frees an ndarray collected while a queued kernel uses it (``Program::delete_ndarray``
+    skips it: measured, 64 MB leaked per step). A released array is reused by
     later launches only, which run after the earlier ones on the same queue. Past
     :data:`POOL_BYTES` the oldest released arrays wait in ``_pending`` for the next
     synchronisation (every escape and upload is one) and are freed then. Arrays of a finished
