@@ -1,16 +1,17 @@
-"""Host <-> device traffic of a render on Vulkan / Metal: the baseline for device residency.
+"""Host <-> device traffic of a render on Vulkan / Metal, with device residency off and on.
 
     TAICHIRAST_ARCH=vulkan python -m benchmarks.vulkan_copies            # bunny (or icosphere 4) at 512²
     TAICHIRAST_ARCH=vulkan python -m benchmarks.vulkan_copies --size 256 --repeat 3
 
 On Vulkan and Metal, Taichi copies every NumPy array or torch tensor passed to a kernel to the
-device before the launch and back after it (external arrays; Taichi ndarrays would stay on the
-device). This counts, for one ``render`` forward + backward, the kernel launches, the external-array
-arguments among them and the bytes they carry (each argument crosses twice: up and back), by
-wrapping Taichi's ``Kernel.launch_kernel``; and times the same step (median of ``--repeat`` after a
-compiling warm-up). Cases: lit hard render (Lambert, one directional light) and soft render
-(sigma 1e-4), gradients to the vertices. On the CPU and CUDA backends the same arguments are read in
-place: the counts say what residency would save on Vulkan, not what those backends copy.
+device before the launch and back after it (external arrays; Taichi ndarrays stay on the device).
+This counts, for one ``render`` forward + backward with residency off (``taichirast._resident``
+disabled) and on, the kernel launches, the external-array arguments among them and the bytes they
+carry (each crosses twice: up and back; by wrapping Taichi's ``Kernel.launch_kernel``), plus
+residency's own uploads and downloads; and times both, interleaved (median of ``--repeat`` after
+a compiling warm-up). Cases: lit hard render (Lambert, one directional light) and soft render
+(sigma 1e-4), gradients to the vertices. On the CPU and CUDA backends residency is off and the
+same arguments are read in place: there both rows are the ordinary path.
 """
 from __future__ import annotations
 
