@@ -75,6 +75,21 @@ def empty(like, shape, dtype: str | None = None):
     return np.empty(tuple(shape), dtype=dtype)
 
 
+def empty_blocks(like, n: int, lanes: int, dtype: str | None = None):
+    """``n`` blocks of ``lanes`` values for a kernel parameter typed as an ndarray of
+    ``lanes``-vectors (kernels/soft.py): ``(n, lanes)``, a plain array (a device-resident buffer
+    holds scalar Taichi ndarrays, which such a parameter refuses); ``lanes == 1``: ``(n,)`` as
+    :func:`empty` makes it (device-resident where wanted)."""
+    if lanes == 1:
+        return empty(like, (n,), dtype)
+    dtype = dtype or dtype_name(like)
+    if is_torch(like):
+        import torch
+
+        return torch.empty((n, lanes), dtype=_torch_dtype(dtype), device=like.device)
+    return np.empty((n, lanes), dtype=dtype)
+
+
 def full(like, shape, value, dtype: str | None = None):
     dtype = dtype or dtype_name(like)
     if is_torch(like):

@@ -185,15 +185,18 @@ def forward(inputs, params):
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
         return (out,), (sv, faces, colors, bg, tab, A.zeros(sv, (1, soft.K)), out, aux, none, none)
-    K = soft.build(real_type(A.dtype_name(sv)))
+    lanes = soft.lanes("forward")
+    K = soft.build(real_type(A.dtype_name(sv)), lanes)
     sc = _scalars(params)
     fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
-    # cut-off constants (kernels/soft.py `saturated`): colour |c - rgb| <= 2 max|colour|
+    # cut-off constants (kernels/soft.py `lane_saturated`): colour |c - rgb| <= 2 max|colour|
     kc = 2.0 * max(A.abs_max(colors), A.abs_max(bg)) / CUT_TOL
-    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, params["tile"], sc["k2"],
-              sc["d2cull"], sc["cz"], sc["zb"], kc, math.log(1.0 / CUT_TOL), int(params["per_face"]), C,
-              not params["exact"])
+    T = params["tile"]
+    n_st, n_cut = soft.scratch_blocks(B, H, W, T, C, lanes)
+    st, scut = A.empty_blocks(sv, n_st, lanes), A.empty_blocks(sv, n_cut, lanes, "int32")
+    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, st, scut, T, sc["k2"],
+              sc["d2cull"], sc["cz"], sc["zb"], kc, CUT_TOL, int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
 
@@ -236,18 +239,20 @@ def backward(saved, params, grads, needs):
     if need_col:
         gcol = A.zeros(colors, colors.shape)
     if F > 0 and (need_sv or need_col):
-        K = soft.build(real_type(A.dtype_name(sv)))
+        lanes = soft.lanes("backward")
+        K = soft.build(real_type(A.dtype_name(sv)), lanes)
         sc = _scalars(params)
         B, H, W = params["B"], params["H"], params["W"]
-        pb = A.empty(sv, (B, H, W, 5 + C))
-        K.pixel_prep(out, aux, g, pb)
+        n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes)
+        pb, cutb = A.empty_blocks(sv, n_pb, lanes), A.empty_blocks(sv, n_cutb, lanes, "int32")
+        K.pixel_prep(out, aux, g, cut, pb, cutb)
         gface = A.empty(sv, (F, 9))
         gcolf = A.empty(sv, (F, 3, C))
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
         K.tile_max_cut(cut, tmax, T)
-        K.backward(fs, faces, tab, colors, pb, rank, cut, tmax, gface, gcolf, T, sc["k2"], sc["d2cull"], sc["cz"],
-                   int(params["per_face"]), C)
+        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, gface, gcolf, H, W, T, sc["k2"], sc["d2cull"],
+                   sc["cz"], int(params["per_face"]), C)
         if need_sv:
             K.scatter_verts(faces, tab, gface, gsv)
         if need_col:

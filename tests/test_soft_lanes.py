@@ -1,0 +1,83 @@
+"""soft_rasterize's pixel blocks (kernels/soft.py, "Pixel blocks"): every block width gives the same
+images and gradients (LANES = 1 is the GPUs' width, so the CPU checks it here too), including image
+widths and tile sizes that are not multiples of it; the vectorised float32 exp against NumPy's."""
+import numpy as np
+import pytest
+import taichi as ti
+import torch
+
+import taichirast as tr
+from taichirast.kernels import soft
+from taichirast.runtime import ensure_init
+
+
+def _scene(seed, n=40, size=(29, 37), B=2):
+    g = np.random.default_rng(seed)
+    H, W = size
+    cen = g.uniform(0, [W, H], (B, n, 1, 2))
+    xy = cen + g.normal(0, 4.0, (B, n, 3, 2))
+    z = g.uniform(2.0, 4.0, (B, n, 3, 1))
+    sv = torch.tensor(np.concatenate([xy, z], -1).reshape(B, 3 * n, 3), dtype=torch.float32)
+    faces = torch.arange(3 * n).reshape(n, 3)
+    colors = torch.tensor(g.uniform(0, 1, (3 * n, 3)), dtype=torch.float32)
+    return sv, faces, colors
+
+
+def _run(sv, faces, colors, size, **kw):
+    s = sv.detach().requires_grad_()
+    c = colors.detach().requires_grad_()
+    out = tr.soft_rasterize(s, faces, c, size, sigma=3e-3, gamma=1e-2, near=0.5, far=10.0, **kw)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * w).sum().backward()
+    return out.detach(), s.grad, c.grad
+
+
+@pytest.mark.parametrize("lanes", [(1, 1), (4, 8), (16, 2)])
+@pytest.mark.parametrize("tile_size", [5, 16])
+@pytest.mark.parametrize("exact", [False, True])
+def test_every_block_width_gives_the_same_images_and_gradients(monkeypatch, lanes, tile_size, exact):
+    ensure_init()
+    sv, faces, colors = _scene(0)
+    size = (29, 37)
+    ref = _run(sv, faces, colors, size, tile_size=tile_size, exact=exact)
+    monkeypatch.setattr(soft, "CPU_LANES", {"forward": lanes[0], "backward": lanes[1]})
+    got = _run(sv, faces, colors, size, tile_size=tile_size, exact=exact)
+    assert torch.allclose(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    for g, r in zip(got[1:], ref[1:]):
+        assert (g - r).norm() <= 1e-5 * r.norm()
+
+
+def test_block_widths_agree_per_face_and_one_channel(monkeypatch):
+    ensure_init()
+    sv, faces, colors = _scene(3)
+    size = (29, 37)
+    grey = torch.rand(faces.shape[0], 1, generator=torch.Generator().manual_seed(2))
+    ref = _run(sv, faces, grey, size, per_face=True)
+    monkeypatch.setattr(soft, "CPU_LANES", {"forward": 1, "backward": 1})
+    got = _run(sv, faces, grey, size, per_face=True)
+    assert torch.allclose(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    for g, r in zip(got[1:], ref[1:]):
+        assert (g - r).norm() <= 1e-5 * r.norm()
+
+
+def test_vectorised_float32_exp_matches_numpy():
+    ensure_init()
+    lanes = 8
+    K = soft.build(ti.f32, lanes)
+
+    @ti.kernel
+    def run(x: ti.types.ndarray(dtype=ti.f32), y: ti.types.ndarray(dtype=ti.f32)):
+        for i in range(x.shape[0] // lanes):
+            v = ti.Vector([x[i * lanes + k] for k in ti.static(range(lanes))], ti.f32)
+            r = K.vexp(v)
+            for k in ti.static(range(lanes)):
+                y[i * lanes + k] = r[k]
+
+    x = np.concatenate([np.linspace(-87.0, 88.0, 200_000), [-87.5, -100.0, -1e30, 0.0, 1e-8, -1e-8]])
+    x = x[: len(x) // lanes * lanes].astype(np.float32)
+    y = np.empty_like(x)
+    run(x, y)
+    want = np.exp(x.astype(np.float64))
+    live = x >= -87.0
+    assert np.all(y[~live] == 0.0)  # exactly 0 below -(UF - 1), like exp_
+    assert np.max(np.abs(y[live] - want[live]) / want[live]) < 4e-7
