@@ -699,7 +699,8 @@ def build(real, LANES=1):
     def add_lanes(M: ti.template(), i: ti.template(), v):
         """M[i] += the sum of v's lanes (summed per block: a tree LLVM vectorises from, where
         per-lane accumulators carried across the loop stay scalar)."""
-        M[i] += v.sum()
+        for l in ti.static(range(LANES)):
+            M[i, l] += v[l]
 
     @ti.func
     def lane_colour_grad(gcl: ti.template(), gz: ti.template(), cl, D, omD, ba0, ba1, ba2, iz, zm, invZ, G, grgb,
@@ -754,26 +755,34 @@ def build(real, LANES=1):
                        gab1, gab2):
         """Adds to gx, gy the lanes' gradients through the nearest edge ke (P = s_ke, Q = s_ke+1):
         the distance (envelope theorem, ``d(d^2)/dP = -2 (p - N)(1 - t)``, ``d(d^2)/dQ = -2 (p - N)
-        t``) and, outside, the colour barycentrics ``abar_P = 1 - t``, ``abar_Q = t`` through t."""
+        t``) and, outside, the colour barycentrics ``abar_P = 1 - t``, ``abar_Q = t`` through
+        ``t = (r . e) / (e . e)``, r = p - P, e = Q - P (gab is 0 off colour). Each lane's edge
+        is picked by selects, its terms computed once and added to its two vertices."""
+        e0 = ke == 0
+        e1 = ke == 1
+        Px = ti.select(e0, xs[0], ti.select(e1, xs[1], xs[2]))
+        Py = ti.select(e0, ys[0], ti.select(e1, ys[1], ys[2]))
+        ex = ti.select(e0, xs[1], ti.select(e1, xs[2], xs[0])) - Px
+        ey = ti.select(e0, ys[1], ti.select(e1, ys[2], ys[0])) - Py
+        gP = ti.select(e0, gab0, ti.select(e1, gab1, gab2))
+        gQ = ti.select(e0, gab1, ti.select(e1, gab2, gab0))
+        iee = ti.select(e0, fs[f, FS_IEE], ti.select(e1, fs[f, FS_IEE + 1], fs[f, FS_IEE + 2]))
+        rx = x - Px
+        ry = y - Py
+        nx = rx - tb * ex
+        ny = ry - tb * ey
+        s0 = real(-2.0) * g_d2 * (real(1.0) - tb)
+        s1 = real(-2.0) * g_d2 * tb
+        g_t = ti.select((inside == 0) & (tb > 0) & (tb < 1), (gQ - gP) * iee, real(0.0))
+        cPx = s0 * nx + g_t * (-ex - rx + real(2.0) * tb * ex)
+        cPy = s0 * ny + g_t * (-ey - ry + real(2.0) * tb * ey)
+        cQx = s1 * nx + g_t * (rx - real(2.0) * tb * ex)
+        cQy = s1 * ny + g_t * (ry - real(2.0) * tb * ey)
         for k in ti.static(range(3)):
-            k1 = ti.static((k + 1) % 3)
-            ex = xs[k1] - xs[k]
-            ey = ys[k1] - ys[k]
-            mk = ke == k
-            nx = x - (xs[k] + tb * ex)
-            ny = y - (ys[k] + tb * ey)
-            s0 = ti.select(mk, real(-2.0) * g_d2 * (real(1.0) - tb), real(0.0))
-            s1 = ti.select(mk, real(-2.0) * g_d2 * tb, real(0.0))
-            # t = (r . e) / (e . e) with r = p - P; gab is 0 off colour
-            mt = mk & (inside == 0) & (tb > 0) & (tb < 1)
-            g_t = ti.select(mt, (pick3(k1, gab0, gab1, gab2) - pick3(k, gab0, gab1, gab2)) * fs[f, FS_IEE + k],
-                            real(0.0))
-            rx = x - xs[k]
-            ry = y - ys[k]
-            add_lanes(gx, k, s0 * nx + g_t * (-ex - rx + real(2.0) * tb * ex))
-            add_lanes(gy, k, s0 * ny + g_t * (-ey - ry + real(2.0) * tb * ey))
-            add_lanes(gx, k1, s1 * nx + g_t * (rx - real(2.0) * tb * ex))
-            add_lanes(gy, k1, s1 * ny + g_t * (ry - real(2.0) * tb * ey))
+            isP = ke == k  # vertex k is P of edge k and Q of edge k - 1
+            isQ = ke == ti.static((k + 2) % 3)
+            add_lanes(gx, k, ti.select(isP, cPx, ti.select(isQ, cQx, real(0.0))))
+            add_lanes(gy, k, ti.select(isP, cPy, ti.select(isQ, cQy, real(0.0))))
 
     @ti.func
     def lane_inside_grad(gx: ti.template(), gy: ti.template(), mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2):
@@ -804,10 +813,10 @@ def build(real, LANES=1):
         lane = iL([l for l in ti.static(range(LANES))])
         for f in range(gface.shape[0]):
             b, g = entry_face(tab, f)
-            gx = vec3(0.0)
-            gy = vec3(0.0)
-            gz = vec3(0.0)
-            gcl = ti.Vector([real(0.0) for _ in ti.static(range(3 * C))], real)
+            gx = ti.Matrix.zero(real, 3, LANES)
+            gy = ti.Matrix.zero(real, 3, LANES)
+            gz = ti.Matrix.zero(real, 3, LANES)
+            gcl = ti.Matrix.zero(real, 3 * C, LANES)
             rank_f = rank[f]
             if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
@@ -860,11 +869,21 @@ def build(real, LANES=1):
                         if count(mi) > 0:
                             lane_inside_grad(gx, gy, mi, fs[f, FS_IA], xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
             for i in ti.static(range(3)):
-                gface[f, 3 * i] = gx[i]
-                gface[f, 3 * i + 1] = gy[i]
-                gface[f, 3 * i + 2] = gz[i]
+                sx = real(0.0)
+                sy = real(0.0)
+                sz = real(0.0)
+                for l in ti.static(range(LANES)):
+                    sx += gx[i, l]
+                    sy += gy[i, l]
+                    sz += gz[i, l]
+                gface[f, 3 * i] = sx
+                gface[f, 3 * i + 1] = sy
+                gface[f, 3 * i + 2] = sz
                 for ch in ti.static(range(C)):
-                    gcolf[f, i, ch] = gcl[i * C + ch]
+                    sc = real(0.0)
+                    for l in ti.static(range(LANES)):
+                        sc += gcl[i * C + ch, l]
+                    gcolf[f, i, ch] = sc
 
     @kernel
     def scatter_verts(faces: iarr, tab: iarr, gface: arr, gsv: arr):
