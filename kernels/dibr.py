@@ -43,14 +43,18 @@ def build(real):
     tile_block = tile_block_dim()  # see kernels/soft.py
 
     @kernel
-    def forward(fs: arr, face_id: iarr, offsets: iarr, tile_faces: iarr, alpha: arr, aux: arr, T: ti.i32,
-                kd: real):
-        """alpha (B, H, W); aux (B, H, W, 3) = (mant, nz, ex) of the product of non-zero 1 - P_k."""
+    def forward(fs: arr, face_id: iarr, offsets: iarr, tile_faces: iarr, torder: iarr, alpha: arr, aux: arr,
+                T: ti.i32, kd: real):
+        """alpha (B, H, W); aux (B, H, W, 3) = (mant, nz, ex) of the product of non-zero 1 - P_k. One
+        thread per tile, in the order ``torder`` (taichirast/_binning.py ``tile_schedule``)."""
         H, W = alpha.shape[1], alpha.shape[2]
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         ti.loop_config(block_dim=tile_block)
-        for b, tile in ti.ndrange(alpha.shape[0], ntx * nty):
+        for it in range(torder.shape[0]):
+            tid = torder[it]
+            b = tid // (ntx * nty)
+            tile = tid - b * (ntx * nty)
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T
             r_hi = ti.min(r_lo + T, H) - 1
@@ -62,7 +66,6 @@ def build(real):
                     aux[b, r, c, 0] = real(1.0)
                     aux[b, r, c, 1] = real(0.0)
                     aux[b, r, c, 2] = real(0.0)
-            tid = b * (ntx * nty) + tile
             for k in range(offsets[tid], offsets[tid + 1]):
                 f = tile_faces[k]
                 ox, oy, xs, ys, ab, tc = S.face_frame(fs, f)

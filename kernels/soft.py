@@ -546,9 +546,10 @@ def build(real, LANES=1):
 
     @kernel
     def forward(fs: arr, faces: iarr, tab: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
-                out: arr, aux: arr, cut: iarr, st: sarr, scut: siarr, T: ti.i32, k2: real, d2cull: real, cz: real,
-                zb: real, kc: real, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
-        """One thread per T x T tile; out (B, H, W, C + 1), aux (B, H, W, 4), cut (B, H, W).
+                out: arr, aux: arr, cut: iarr, st: sarr, scut: siarr, torder: iarr, T: ti.i32, k2: real, d2cull: real,
+                cz: real, zb: real, kc: real, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
+        """One thread per T x T tile, in the order ``torder``; out (B, H, W, C + 1), aux (B, H, W, 4),
+        cut (B, H, W).
 
         The thread keeps its tile's running sums in its own part of the scratch (``scratch``):
         ``st``, 4 + C planes (zm, Z, sum max(x, 0) + folded logs, T, then the C unnormalised
@@ -570,13 +571,15 @@ def build(real, LANES=1):
         uf = real(UF)
         lane = iL([l for l in ti.static(range(LANES))])
         ti.loop_config(block_dim=tile_block)
-        for b, tile in ti.ndrange(out.shape[0], ntx * nty):
+        for it in range(torder.shape[0]):
+            tid = torder[it]  # the tiles, B images' in a row, in the order of _binning.tile_schedule
+            b = tid // (ntx * nty)
+            tile = tid - b * (ntx * nty)
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T
             r_hi = ti.min(r_lo + T, H) - 1
             c_hi = ti.min(c_lo + T, W) - 1
             bc = b if colors.shape[0] > 1 else 0
-            tid = b * (ntx * nty) + tile
             sb = tid * NPL * T * TP  # the tile's first pixel offset in st, and in scut:
             cb0 = tid * T * TP
             PS = T * TP // LANES  # blocks per plane

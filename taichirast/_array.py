@@ -195,6 +195,11 @@ def abs_max(x) -> float:
     return float(x.abs().max()) if is_torch(x) else float(np.abs(x).max())
 
 
+def to_numpy(x):
+    """A NumPy copy (torch) or view (NumPy) of ``x``."""
+    return x.detach().cpu().numpy() if is_torch(x) else np.asarray(x)
+
+
 def item(x) -> float:
     return float(x.item()) if is_torch(x) else float(x)
 

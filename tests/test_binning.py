@@ -105,3 +105,36 @@ def test_cumsum_exclusive_gives_offsets_and_total_and_refuses_int32_overflow(kin
     assert str(offsets.dtype).endswith("int32")
     with pytest.raises(MemoryError, match="more than 2\\^31 tile entries"):
         A.cumsum_exclusive(wrap(np.array([2**30, 2**30], np.int32)))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_tile_schedule_balances_contiguous_chunks(threads):
+    """Taichi's CPU backend gives each of P threads a contiguous chunk of a range-for: every chunk of
+    the schedule gets near-equal work, even when all the work sits in the first tiles, and visits
+    its tiles in image order."""
+    from taichirast._binning import tile_schedule
+
+    g = np.random.default_rng(threads)
+    n = 1024
+    cost = np.zeros(n, np.int64)
+    cost[: n // 3] = g.integers(0, 2000, n // 3)  # the mesh covers the top third of the image
+    offsets = np.concatenate([[0], np.cumsum(cost)]).astype(np.int32)
+    order = tile_schedule(offsets, threads=threads)
+    assert order.dtype == np.int32 and sorted(order.tolist()) == list(range(n))
+    sizes = [n // threads + (i < n % threads) for i in range(threads)]
+    ends = np.cumsum(sizes)
+    chunks = [order[e - k:e] for e, k in zip(ends, sizes)]
+    work = np.array([cost[c].sum() for c in chunks])
+    assert work.max() <= 1.02 * work.mean() + cost.max()
+    assert all(np.all(np.diff(c) > 0) for c in chunks)
+    natural = np.array([cost[e - k:e].sum() for e, k in zip(ends, sizes)])
+    assert natural.max() > 1.4 * natural.mean()  # image order would not have been balanced
+
+
+def test_tile_schedule_torch_and_one_thread():
+    from taichirast._binning import tile_schedule
+
+    offsets = torch.tensor([0, 5, 5, 9, 20], dtype=torch.int32)
+    order = tile_schedule(offsets, threads=2)
+    assert order.dtype == torch.int32 and sorted(order.tolist()) == [0, 1, 2, 3]
+    assert tile_schedule(offsets, threads=1).tolist() == [0, 1, 2, 3]

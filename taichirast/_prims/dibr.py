@@ -23,7 +23,7 @@ from __future__ import annotations
 from .. import _array as A
 from .. import _validate as V
 from .. import packed as P
-from .._binning import bin_faces
+from .._binning import bin_faces, tile_schedule
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 from .soft import tile_size_arg
@@ -115,7 +115,7 @@ def forward(inputs, params):
     # entries in index order in every tile: the per-pixel product is the same run to run
     order = A.index_rows(sv, 1, F)[0]
     offsets, tile_faces = bin_faces(bbox, tab, H, W, params["tile"], order=order)
-    K.forward(fs, fid, offsets, tile_faces, alpha, aux, params["tile"], kd)
+    K.forward(fs, fid, offsets, tile_faces, tile_schedule(offsets), alpha, aux, params["tile"], kd)
     return (alpha,), (sv, faces, fid, tab, fs, aux)
 
 

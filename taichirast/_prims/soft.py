@@ -45,7 +45,7 @@ import numpy as np
 from .. import _array as A
 from .. import _validate as V
 from .. import packed as P
-from .._binning import bin_faces, ranks_of
+from .._binning import bin_faces, ranks_of, tile_schedule
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
@@ -195,8 +195,8 @@ def forward(inputs, params):
     T = params["tile"]
     n_st, n_cut = soft.scratch_blocks(B, H, W, T, C, lanes)
     st, scut = A.empty_blocks(sv, n_st, lanes), A.empty_blocks(sv, n_cut, lanes, "int32")
-    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, st, scut, T, sc["k2"],
-              sc["d2cull"], sc["cz"], sc["zb"], kc, CUT_TOL, int(params["per_face"]), C, not params["exact"])
+    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, st, scut, tile_schedule(offsets),
+              T, sc["k2"], sc["d2cull"], sc["cz"], sc["zb"], kc, CUT_TOL, int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
 
