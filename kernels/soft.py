@@ -67,7 +67,7 @@ walk stops for p (``cut[p] = rank[f]``) when
 * ``1 - alpha = exp(S) <= tol``: the skipped faces can only lower ``1 - alpha`` further, so
   ``|Δalpha| <= tol``; and
 * ``nrem exp((zm - zmin_f) cz) 2 cmax <= tol Z`` (``kc = 2 cmax / tol``, cmax = max |colour| over
-  colours and background): each skipped weight is ``w_j = D_j exp((zm - zp_j) cz) <=
+  the image's face colours and the background, ``colour_bounds``): each skipped weight is ``w_j = D_j exp((zm - zp_j) cz) <=
   exp((zm - zmin_f) cz)`` (D <= 1, zp_j >= zmin_j >= zmin_f > zm), so the skipped weight sum
   ``Z_s`` is bounded and ``|Δrgb| = |A_s - rgb Z_s| / (Z + Z_s) <= Z_s 2 cmax / Z <= tol``.
 
@@ -171,6 +171,8 @@ def build(real, LANES=1):
     mat3 = ti.types.matrix(3, 3, real)
     UF = underflow(real)
     tile_block = tile_block_dim()  # one tile per task on the CPU; Vulkan's dispatch limit on GPUs
+    BITS = ti.i32 if real == ti.f32 else ti.i64  # a float's bits (colour_bounds)
+    karr = ti.types.ndarray(dtype=BITS)
 
     vL = ti.types.vector(LANES, real)
     iL = ti.types.vector(LANES, ti.i32)
@@ -427,6 +429,22 @@ def build(real, LANES=1):
             fs[f, FS_DISK + 2] = rad
 
     @kernel
+    def colour_bounds(colors: arr, faces: iarr, tab: iarr, cmaxb: karr, per_face: ti.i32, E: ti.i32):
+        """cmaxb (B,), zero on entry: the bits of image b's largest |colour| over its faces' corners
+        (per face: its faces' colours), kept by ``atomic_max`` on the bits (non-negative floats
+        order like their bits; integer atomics exist on every backend). Per image, so a pixel's
+        cut-off (``kc``) is the same in a batch as alone."""
+        for f in range(E):  # the E face entries
+            b, g = entry_face(tab, f)
+            bc = b if colors.shape[0] > 1 else 0
+            m = real(0.0)
+            for i in ti.static(range(3)):
+                v = g if per_face else faces[g, i]
+                for ch in range(colors.shape[2]):
+                    m = ti.max(m, ti.abs(colors[bc, v, ch]))
+            ti.atomic_max(cmaxb[b], ti.bit_cast(m, BITS))
+
+    @kernel
     def tile_max_cut(cut: iarr, tmax: iarr, T: ti.i32):
         """tmax (B, ntiles) = the largest cut[p] over each T x T tile's pixels."""
         H, W = cut.shape[1], cut.shape[2]
@@ -547,7 +565,7 @@ def build(real, LANES=1):
     @kernel
     def forward(fs: arr, faces: iarr, tab: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
                 out: arr, aux: arr, cut: iarr, st: sarr, scut: siarr, torder: iarr, T: ti.i32, k2: real, d2cull: real,
-                cz: real, zb: real, kc: real, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
+                cz: real, zb: real, cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per T x T tile, in the order ``torder``; out (B, H, W, C + 1), aux (B, H, W, 4),
         cut (B, H, W).
 
@@ -580,6 +598,10 @@ def build(real, LANES=1):
             r_hi = ti.min(r_lo + T, H) - 1
             c_hi = ti.min(c_lo + T, W) - 1
             bc = b if colors.shape[0] > 1 else 0
+            cmax = ti.bit_cast(cmaxb[b], real)  # image b's largest |colour| (``colour_bounds``)
+            for ch in ti.static(range(C)):
+                cmax = ti.max(cmax, ti.abs(bg[ch]))
+            kc = real(2.0) * cmax / tol  # the cut-off's colour test: |c - rgb| <= 2 cmax
             sb = tid * NPL * T * TP  # the tile's first pixel offset in st, and in scut:
             cb0 = tid * T * TP
             PS = T * TP // LANES  # blocks per plane
@@ -923,6 +945,6 @@ def build(real, LANES=1):
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp).items():
+                          expm1=expm1, vexp=vexp, colour_bounds=colour_bounds).items():
         setattr(ns, name, obj)
     return ns

@@ -138,3 +138,18 @@ def test_tile_schedule_torch_and_one_thread():
     order = tile_schedule(offsets, threads=2)
     assert order.dtype == torch.int32 and sorted(order.tolist()) == [0, 1, 2, 3]
     assert tile_schedule(offsets, threads=1).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_descending_key_sorts_largest_first_ties_in_index_order(lib, dtype):
+    from taichirast import _array as A
+
+    g = np.random.default_rng(0)
+    x = np.concatenate([g.uniform(0, 10, 500), [0.0, 0.0, 3.5, 3.5, np.float32(1e-38), 1e30]]).astype(dtype)
+    x = np.concatenate([x, x[:50]])  # ties
+    want = np.lexsort((np.arange(len(x)), -x.astype(np.float64)))
+    xs = torch.from_numpy(x) if lib == "torch" else x
+    got = A.segmented_argsort(A.descending_key(xs))
+    got = got.numpy() if lib == "torch" else got
+    assert np.array_equal(got, want)
