@@ -119,7 +119,7 @@ K = 20
 
 # cut[p] of a pixel the depth-ordered walk never stopped early (every rank is below it).
 NO_CUT = 2**31 - 1
-# The cut-off test (``saturated``) is tried only for faces this many softmax units behind the
+# The cut-off test (``lane_saturated``) passes only for faces this many softmax units behind the
 # pixel's front (exp(-8) ~ 3e-4: nearer faces can rarely pass it, and the test costs two exps).
 CUT_PREFILTER = 8.0
 # Faces whose twice-signed screen area is at most this (pixels^2) are degenerate and skipped.
@@ -239,7 +239,8 @@ def build(real, LANES=1):
     @ti.func
     def exp_(x):
         """exp(x), forced to exactly 0 below -(UF - 1): the exact skips rely on it, whatever libm
-        does with subnormals. (An inlined polynomial exp measured slower than libm's here.)"""
+        does with subnormals. Scalar code; the lane code uses ``vexp`` (a polynomial, which
+        vectorises; as scalar code it measured slower than libm's exp)."""
         res = ti.exp(x)
         if x < real(1.0 - UF):
             res = real(0.0)
