@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/run.py (must precede torch's import)
 
-import taichirast as tr
-from benchmarks.run import default_device
-from benchmarks.visibility import interleaved
-from taichirast import io as trio
-from taichirast import meshes
+import torch  # noqa: E402
+
+import taichirast as tr  # noqa: E402
+from benchmarks.run import default_device  # noqa: E402
+from benchmarks.visibility import interleaved  # noqa: E402
+from taichirast import io as trio  # noqa: E402
+from taichirast import meshes  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "meshes")
 
