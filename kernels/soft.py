@@ -46,16 +46,16 @@ Per pixel the forward saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``.
 
 The backward runs one thread per *face* over the same disk pixels, so a face's vertex gradients
 accumulate in registers (no per-pixel atomics); ``scatter_*`` then add face gradients to vertices.
+Taichi's autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
 
 Pixel blocks. Both passes visit a row's pixels in blocks of LANES pixels (``lanes``: 8 / 4 on the
 CPU, 1 on GPUs), written as straight-line vector code: every lane is computed, and a lane outside
 the face's span, already cut, or beyond the cull radius is dropped by selects (``lane_*`` helpers),
 so LLVM emits SIMD instructions on the CPU (Taichi's CPU backend does not vectorise the per-pixel
 branches otherwise). The per-pixel buffers they read and write are laid out in such blocks
-(``scratch``, ``pixel_blocks``; vector-typed ndarrays, so a block is one load). float32 exps in
-blocks use an inlined polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises;
-float64 uses ti.exp.
-Taichi's autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
+(``scratch_blocks``, ``pixel_blocks``; vector-typed ndarrays, so a block is one load). float32
+exps in blocks use an inlined polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that
+vectorises; float64 uses ti.exp.
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
 vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place, built by
@@ -67,8 +67,8 @@ walk stops for p (``cut[p] = rank[f]``) when
 * ``1 - alpha = exp(S) <= tol``: the skipped faces can only lower ``1 - alpha`` further, so
   ``|Δalpha| <= tol``; and
 * ``nrem exp((zm - zmin_f) cz) 2 cmax <= tol Z`` (``kc = 2 cmax / tol``, cmax = max |colour| over
-  the image's face colours and the background, ``colour_bounds``): each skipped weight is ``w_j = D_j exp((zm - zp_j) cz) <=
-  exp((zm - zmin_f) cz)`` (D <= 1, zp_j >= zmin_j >= zmin_f > zm), so the skipped weight sum
+  the image's face colours and the background, ``colour_bounds``): each skipped weight is
+  ``w_j = D_j exp((zm - zp_j) cz) <= exp((zm - zmin_f) cz)`` (D <= 1, zp_j >= zmin_j >= zmin_f > zm), so the skipped weight sum
   ``Z_s`` is bounded and ``|Δrgb| = |A_s - rgb Z_s| / (Z + Z_s) <= Z_s 2 cmax / Z <= tol``.
 
 A cut pixel is never touched again, and the tile stops once all its pixels are cut. The backward
@@ -129,8 +129,8 @@ T_FOLD = 1e30
 
 
 # Pixels per block of a row on the CPU, for the forward and for the backward (pixel_prep, backward):
-# the widths LLVM's vectoriser turned into the fastest code (bunny 512², float32, fwd / bwd ms:
-# 4: 190 / 181, 8: 139 / 280, 16: 162 / 323).
+# the widths LLVM's vectoriser turned into the fastest code (bunny 512², float32, kernel ms:
+# forward 4: 190, 8: 139, 16: 162; backward 2: 214, 4: 145, 8: 178).
 CPU_LANES = {"forward": 8, "backward": 4}
 
 
@@ -210,7 +210,7 @@ def build(real, LANES=1):
 
     @ti.func
     def vexp(x):
-        """exp(x) lane-wise for the forward's pixel blocks, exactly 0 below -(UF - 1) like ``exp_``.
+        """exp(x) lane-wise for the pixel blocks of both passes, exactly 0 below -(UF - 1) like ``exp_``.
         float32: Cephes' expf (range reduction by ln 2 in two parts, degree-6 polynomial, 2^n from
         the exponent bits; relative error ~1e-7), plain arithmetic so LLVM vectorises it (libm's
         expf is a call per lane); float64: ti.exp."""
@@ -570,7 +570,7 @@ def build(real, LANES=1):
         """One thread per T x T tile, in the order ``torder``; out (B, H, W, C + 1), aux (B, H, W, 4),
         cut (B, H, W).
 
-        The thread keeps its tile's running sums in its own part of the scratch (``scratch``):
+        The thread keeps its tile's running sums in its own part of the scratch (``scratch_blocks``):
         ``st``, 4 + C planes (zm, Z, sum max(x, 0) + folded logs, T, then the C unnormalised
         colour sums), and ``scut`` (cut), each T rows of TP = T rounded up to LANES pixels, stored
         as blocks of LANES (the pixel at offset i of plane k is lane i % LANES of block
@@ -723,8 +723,8 @@ def build(real, LANES=1):
 
     @ti.func
     def add_lanes(M: ti.template(), i: ti.template(), v):
-        """M[i] += the sum of v's lanes (summed per block: a tree LLVM vectorises from, where
-        per-lane accumulators carried across the loop stay scalar)."""
+        """M[i, :] += v: a lane accumulator row (lanes are summed once per face, at its end;
+        summing each block's lanes instead measured 30% slower)."""
         for l in ti.static(range(LANES)):
             M[i, l] += v[l]
 
@@ -829,8 +829,8 @@ def build(real, LANES=1):
                  gface: arr, gcolf: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
                  per_face: ti.i32, C: ti.template()):
         """One thread per face entry over its disk pixels, in blocks of LANES pixels of a row (pb,
-        cutb from ``pixel_prep``): every lane computed, then kept or dropped by a select, and each
-        block's lanes summed into the face's gradients. gface (E, 9) = d/d(x_i, y_i, z_i) per
+        cutb from ``pixel_prep``): every lane computed, then kept or dropped by a select, into lane
+        accumulators summed at the end of the face. gface (E, 9) = d/d(x_i, y_i, z_i) per
         corner; gcolf (E, 3, C) colour gradients per corner (per face: their sum is the face's).
         Both written."""
         uf = real(UF)

@@ -81,3 +81,22 @@ def test_vectorised_float32_exp_matches_numpy():
     live = x >= -87.0
     assert np.all(y[~live] == 0.0)  # exactly 0 below -(UF - 1), like exp_
     assert np.max(np.abs(y[live] - want[live]) / want[live]) < 4e-7
+
+
+@pytest.mark.parametrize("lanes", [(1, 1), (8, 4)])
+def test_float64_gradcheck_at_every_block_width(monkeypatch, lanes):
+    """The backward at the GPUs' width (1) and at the CPU's (8 / 4) is the gradient of the forward,
+    checked by finite differences in float64 (cut-off on, faces overlapping in depth)."""
+    ensure_init()
+    monkeypatch.setattr(soft, "CPU_LANES", {"forward": lanes[0], "backward": lanes[1]})
+    g = np.random.default_rng(7)
+    n = 5
+    cen = g.uniform(3, [10, 8], (n, 1, 2))
+    xy = cen + g.normal(0, 3.0, (n, 3, 2))
+    z = g.uniform(2.0, 3.0, (n, 3, 1))
+    sv = torch.tensor(np.concatenate([xy, z], -1).reshape(1, 3 * n, 3), dtype=torch.float64, requires_grad=True)
+    faces = torch.arange(3 * n).reshape(n, 3)
+    colors = torch.tensor(g.uniform(0, 1, (3 * n, 2)), dtype=torch.float64, requires_grad=True)
+    fn = lambda s, c: tr.soft_rasterize(s, faces, c, (9, 13), sigma=2e-2, gamma=5e-2, near=0.5,  # noqa: E731
+                                        far=10.0)
+    assert torch.autograd.gradcheck(fn, (sv, colors), eps=1e-6, atol=1e-7, rtol=1e-5)
