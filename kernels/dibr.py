@@ -68,7 +68,7 @@ def build(real):
                     aux[b, r, c, 2] = real(0.0)
             for k in range(offsets[tid], offsets[tid + 1]):
                 f = tile_faces[k]
-                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f)
+                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f, False)
                 r0, r1 = S.rows_of(fs, f, H, r_lo, r_hi)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)
@@ -102,7 +102,7 @@ def build(real):
             gy = ti.Vector([0.0, 0.0, 0.0], real)
             if fs[f, soft.FS_BOX] <= fs[f, soft.FS_BOX + 1]:
                 fb = b if face_id.shape[0] > 1 else 0
-                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f)
+                ox, oy, xs, ys, ab, tc = S.face_frame(fs, f, False)
                 r0, r1 = S.rows_of(fs, f, H, 0, H - 1)
                 for r in range(r0, r1 + 1):
                     py = real(r) + real(0.5)

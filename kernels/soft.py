@@ -34,46 +34,55 @@ Work layout. The kernels visit face *entries*: image b draws faces ``tab[b, 0] .
 - 1`` (all F faces for every image of a shared topology, the mesh's own range in a packed batch of
 different meshes), its entries being ``tab[b, 2] ..`` (kernels/common.entry_face); E entries in all,
 so per-face buffers are O(faces). ``setup`` writes per-entry constants ``fs (E, K)`` (``FS_*``
-offsets) and a box for
-tile binning: the vertex box grown by the cull radius, intersected with the box of the disk
-``|p - centroid| <= R + r`` (R: largest centroid-vertex distance), which holds every pixel a face
-can reach. Faces with a vertex at ``z <= near`` or zero screen area get an empty box (``xmin >
-xmax``) and are never visited. The forward runs one thread per screen tile; the thread walks its
-tile's faces and, for each, only the pixels of the disk inside the tile, keeping each pixel's
-running sums (zm, Z, sum of max(x, 0), T, colour) in its own part of a scratch buffer. Geometry is
-evaluated in a frame centred on vertex 0 with linear forms for ``a_i`` and the edge parameters.
-Per pixel the forward saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``.
+offsets: vertices, 1 / z, the linear forms of ``a_i`` and of the edge parameters in a frame
+centred on vertex 0, the nearest depth) and a box for tile binning: the vertex box grown by the
+cull radius, intersected with the box of the disk ``|p - centroid| <= R + r`` (R: largest
+centroid-vertex distance), which holds every pixel a face can reach (``inside | d2 <= d2cull``).
+Faces with a vertex at ``z <= near`` or zero screen area get an empty box (``xmin > xmax``) and
+are never visited.
 
-The backward runs one thread per *face* over the same disk pixels, so a face's vertex gradients
-accumulate in registers (no per-pixel atomics); ``scatter_*`` then add face gradients to vertices.
-Taichi's autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
+The forward runs one thread per block of pixels of a screen tile (below); the block keeps its
+pixels' running sums (zm, Z, sum of max(x, 0), T, colour) in registers while it walks its tile's
+faces, passing over those whose box (``entry_boxes``: packed per tile entry, read in list order)
+and disk hold none of its pixels. Per pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 -
+alpha)``. The backward runs one thread per *face* over the rows of blocks its disk reaches, so a
+face's vertex gradients accumulate in registers (no per-pixel atomics); ``scatter_*`` then add
+face gradients to vertices. Neither pass tests a pixel against the face's span: a pair is summed
+when ``inside | d2 <= d2cull`` (and the pixel is not cut), and the boxes and disks only choose
+which blocks are computed, so the two passes sum the same pairs whatever their blocks. Taichi's
+autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
 
-Pixel blocks. Both passes visit a row's pixels in blocks of LANES pixels (``lanes``: 8 / 4 on the
-CPU, 1 on GPUs), written as straight-line vector code: every lane is computed, and a lane outside
-the face's span, already cut, or beyond the cull radius is dropped by selects (``lane_*`` helpers),
-so LLVM emits SIMD instructions on the CPU (Taichi's CPU backend does not vectorise the per-pixel
-branches otherwise). The per-pixel buffers they read and write are laid out in such blocks
-(``scratch_blocks``, ``pixel_blocks``; vector-typed ndarrays, so a block is one load). float32
-exps in blocks use an inlined polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that
-vectorises; float64 uses ti.exp.
+Pixel blocks. Both passes compute blocks of LANES pixels, BR rows of BC = LANES / BR (``lanes``,
+``block_rows``: 4 x 4 forward and 4 x 1 backward on the CPU, 1 x 1 on GPUs), as straight-line
+vector code: every lane is computed, and a lane outside the image, already cut, or beyond the cull
+radius is dropped by selects (``lane_*`` helpers), so LLVM emits SIMD instructions on the CPU
+(Taichi's CPU backend does not vectorise the per-pixel branches otherwise). Square blocks fit the
+disk a face reaches better than a row's (more of the computed lanes are summed). The backward's
+per-pixel inputs are laid out in its blocks (``pixel_blocks``; vector-typed ndarrays, so a block
+is one load), and a segment of blocks whose pixels were all cut before the face is passed over
+(``seg_max_cut``). float32 exps in blocks use an inlined polynomial (``vexp``, Cephes' expf,
+relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
 vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place, built by
 ``binning.fill_ordered``), so a pixel sums its faces in the same order whatever the tile size or
 thread timing: the forward is bitwise deterministic. With ``approx``, before visiting face f at
-pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than ``zmin_f``) the
-walk stops for p (``cut[p] = rank[f]``) when
+pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than ``zmin_f``; f need
+not reach p) the walk stops for p (``cut[p] = rank[f]``) when
 
 * ``1 - alpha = exp(S) <= tol``: the skipped faces can only lower ``1 - alpha`` further, so
   ``|Δalpha| <= tol``; and
 * ``nrem exp((zm - zmin_f) cz) 2 cmax <= tol Z`` (``kc = 2 cmax / tol``, cmax = max |colour| over
-  the image's face colours and the background, ``colour_bounds``): each skipped weight is
+  the image's face colours and the background, ``entry_colours``): each skipped weight is
   ``w_j = D_j exp((zm - zp_j) cz) <= exp((zm - zmin_f) cz)`` (D <= 1, zp_j >= zmin_j >= zmin_f > zm), so the skipped weight sum
   ``Z_s`` is bounded and ``|Δrgb| = |A_s - rgb Z_s| / (Z + Z_s) <= Z_s 2 cmax / Z <= tol``.
 
-A cut pixel is never touched again, and the tile stops once all its pixels are cut. The backward
-uses exactly the pairs the forward used (``rank[f] < cut[p]``), so its gradients are those of the
-function computed. The alpha test rarely passes in one surface layer at common settings (faces of
+A cut pixel is never touched again, and a block stops once all its pixels are cut. Both tests
+only loosen along the list (nrem falls, zmin_f rises) and a face that does not reach p leaves its
+sums as they are, so testing p at such a face skips exactly the pairs testing it at the next face
+that reaches p would: the summed pairs do not depend on the block shape. The backward uses exactly
+the pairs the forward used (``rank[f] < cut[p]``), so its gradients are those of the function
+computed. The alpha test rarely passes in one surface layer at common settings (faces of
 a few pixels at sigma 1e-4 leave ``1 - alpha`` ~ 1e-3 after the front layer): the cut mostly
 removes the layers behind (measured: bunny 512² fwd+bwd 17% faster, BENCHMARKS.md).
 
@@ -115,13 +124,19 @@ FS_IA = 9      # 1 / A (A = twice the signed area, in the frame of vertex 0)
 FS_IEE = 10    # 1 / |e|^2 for the edges (s0,s1), (s1,s2), (s2,s0)
 FS_BOX = 13    # box xmin, xmax, ymin, ymax (pixels); xmin > xmax marks a skipped face
 FS_DISK = 17   # disk centre x, y and radius (pixels); radius < 0: no disk (box only)
-K = 20
+FS_AB = 20     # barycentric planes ab (3 x 3, row-major), in the frame of vertex 0 (``face_frame``)
+FS_TC = 29     # edge-parameter planes tc (3 x 3, row-major), in the frame of vertex 0
+FS_ZMIN = 38   # the nearest vertex depth 1 / max(1 / z_i)
+K = 39
 
 # cut[p] of a pixel the depth-ordered walk never stopped early (every rank is below it).
 NO_CUT = 2**31 - 1
 # The cut-off test (``lane_saturated``) passes only for faces this many softmax units behind the
 # pixel's front (exp(-8) ~ 3e-4: nearer faces can rarely pass it, and the test costs two exps).
 CUT_PREFILTER = 8.0
+# Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
+# all cut at or before a face without loading them (a multiple of every block width).
+SEG = 16
 # Faces whose twice-signed screen area is at most this (pixels^2) are degenerate and skipped.
 AREA_EPS = 1e-12
 # Above this, the running product (1 + T) is folded into a log (keeps float32 finite).
@@ -131,7 +146,17 @@ T_FOLD = 1e30
 # Pixels per block of a row on the CPU, for the forward and for the backward (pixel_prep, backward):
 # the widths LLVM's vectoriser turned into the fastest code (bunny 512², float32, kernel ms:
 # forward 4: 190, 8: 139, 16: 162; backward 2: 214, 4: 145, 8: 178).
-CPU_LANES = {"forward": 8, "backward": 4}
+CPU_LANES = {"forward": 16, "backward": 4}
+
+
+# Rows of the blocks on the CPU: square blocks fit the disk a face reaches better than a row's
+# (more of the computed lanes are summed; bunny 512², forward 1 x 8 -> 4 x 4: 0.75x the time).
+CPU_ROWS = {"forward": 4, "backward": 4}
+
+
+def block_rows(kernel):
+    """Rows of the blocks of ``lanes(kernel)`` pixels: CPU_ROWS on the CPU, 1 on GPUs."""
+    return CPU_ROWS[kernel] if lanes(kernel) > 1 else 1
 
 
 def lanes(kernel):
@@ -141,18 +166,11 @@ def lanes(kernel):
     return CPU_LANES[kernel] if ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64) else 1
 
 
-def scratch_blocks(B, H, W, T, C, lanes_):
-    """Sizes, in blocks of ``lanes_`` values, of the forward's per-tile scratch ``(st, scut)``: per
-    tile, 4 + C float planes and one int32 plane of T rows of ceil(T / lanes_) blocks, so a tile's
-    thread owns its part and padding lanes never touch another tile's."""
-    per_plane = B * ((H + T - 1) // T) * ((W + T - 1) // T) * T * -(-T // lanes_)
-    return per_plane * (4 + C), per_plane
-
-
-def pixel_blocks(B, H, W, C, lanes_):
+def pixel_blocks(B, H, W, C, lanes_, rows):
     """Sizes, in blocks of ``lanes_`` values, of the backward's per-pixel inputs ``(pb, cutb)``
-    (``pixel_prep``): 5 + C float planes and one int32 plane of B x H rows of ceil(W / lanes_)."""
-    per_plane = B * H * -(-W // lanes_)
+    (``pixel_prep``): 5 + C float planes and one int32 plane of B x ceil(H / rows) x
+    ceil(W / (lanes_ / rows)) blocks of rows x lanes_ / rows pixels."""
+    per_plane = B * -(-H // rows) * -(-W // (lanes_ // rows))
     return per_plane * (5 + C), per_plane
 
 
@@ -163,7 +181,7 @@ def underflow(real):
 
 
 @functools.lru_cache(maxsize=None)
-def build(real, LANES=1):
+def build(real, LANES=1, BR=1):
     """Kernels and shared ``ti.func`` helpers for float type ``real`` (ti.f32 / ti.f64)."""
     arr = ti.types.ndarray(dtype=real)
     iarr = ti.types.ndarray(dtype=ti.i32)
@@ -171,19 +189,20 @@ def build(real, LANES=1):
     mat3 = ti.types.matrix(3, 3, real)
     UF = underflow(real)
     tile_block = tile_block_dim()  # one tile per task on the CPU; Vulkan's dispatch limit on GPUs
-    BITS = ti.i32 if real == ti.f32 else ti.i64  # a float's bits (colour_bounds)
+    BITS = ti.i32 if real == ti.f32 else ti.i64  # a float's bits (entry_colours)
     karr = ti.types.ndarray(dtype=BITS)
 
+    BC = LANES // BR  # blocks of BR rows of BC pixels (lane l: row l // BC, column l % BC)
     vL = ti.types.vector(LANES, real)
     iL = ti.types.vector(LANES, ti.i32)
-    # Scratch planes: flat arrays of LANES-pixel blocks (torch / NumPy shape (n, LANES)), so a
-    # block is one vector load / store; plain flat arrays for LANES = 1.
+    # Block planes (the backward's inputs): flat arrays of LANES-pixel blocks (torch / NumPy shape
+    # (n, LANES)), so a block is one vector load / store; plain flat arrays for LANES = 1.
     sarr = ti.types.ndarray(dtype=vL, ndim=1) if LANES > 1 else ti.types.ndarray(dtype=real, ndim=1)
     siarr = ti.types.ndarray(dtype=iL, ndim=1) if LANES > 1 else ti.types.ndarray(dtype=ti.i32, ndim=1)
 
     @ti.func
     def load(a: ti.template(), i):
-        """Block i of a scratch array, as a LANES-vector."""
+        """Block i of a block array (``pixel_blocks``), as a LANES-vector."""
         if ti.static(LANES == 1):
             return ti.Vector([a[i]])
         else:
@@ -195,13 +214,6 @@ def build(real, LANES=1):
             a[i] = v[0]
         else:
             a[i] = v
-
-    @ti.func
-    def lane_of(a: ti.template(), i, l):
-        if ti.static(LANES > 1):
-            return a[i][l]
-        else:
-            return a[i]
 
     @ti.func
     def count(mask):
@@ -263,15 +275,10 @@ def build(real, LANES=1):
         return r
 
     @ti.func
-    def face_frame(fs: arr, f):
-        """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
-        coordinates xs, ys, barycentric planes ``a_i = ab[i, 0] + ab[i, 1] x + ab[i, 2] y`` and
-        unclamped edge parameters ``t_k = tc[k, 0] + tc[k, 1] x + tc[k, 2] y`` (local x, y)."""
-        ox = fs[f, 0]
-        oy = fs[f, 1]
-        xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
-        ys = vec3(0.0, fs[f, 3] - oy, fs[f, 5] - oy)
-        iA = fs[f, FS_IA]
+    def frame_planes(xs, ys, iA, iee):
+        """Barycentric planes ``a_i = ab[i, 0] + ab[i, 1] x + ab[i, 2] y`` and unclamped edge
+        parameters ``t_k = tc[k, 0] + tc[k, 1] x + tc[k, 2] y`` of a face with local vertex
+        coordinates xs, ys (vertex 0 at the origin), 1 / A and the edges' 1 / |e|^2."""
         ab = mat3(0.0)
         tc = mat3(0.0)
         for i in ti.static(range(3)):
@@ -283,10 +290,28 @@ def build(real, LANES=1):
             ab[i, 2] = (xs[k] - xs[j]) * iA
             ex = xs[j] - xs[i]
             ey = ys[j] - ys[i]
-            iee = fs[f, FS_IEE + i]
-            tc[i, 0] = -(xs[i] * ex + ys[i] * ey) * iee
-            tc[i, 1] = ex * iee
-            tc[i, 2] = ey * iee
+            tc[i, 0] = -(xs[i] * ex + ys[i] * ey) * iee[i]
+            tc[i, 1] = ex * iee[i]
+            tc[i, 2] = ey * iee[i]
+        return ab, tc
+
+    @ti.func
+    def face_frame(fs: arr, f, stored: ti.template()):
+        """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
+        coordinates xs, ys and the planes of ``frame_planes`` (stored by ``setup``)."""
+        ox = fs[f, 0]
+        oy = fs[f, 1]
+        xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
+        ys = vec3(0.0, fs[f, 3] - oy, fs[f, 5] - oy)
+        ab = mat3(0.0)
+        tc = mat3(0.0)
+        if ti.static(stored):
+            for i in ti.static(range(3)):
+                for j in ti.static(range(3)):
+                    ab[i, j] = fs[f, FS_AB + 3 * i + j]
+                    tc[i, j] = fs[f, FS_TC + 3 * i + j]
+        else:
+            ab, tc = frame_planes(xs, ys, fs[f, FS_IA], vec3(fs[f, FS_IEE], fs[f, FS_IEE + 1], fs[f, FS_IEE + 2]))
         return ox, oy, xs, ys, ab, tc
 
     @ti.func
@@ -401,14 +426,25 @@ def build(real, LANES=1):
             ly = ys - ys[0]
             A = edge(lx[0], ly[0], lx[1], ly[1], lx[2], ly[2])
             ok = (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (ti.abs(A) > real(AREA_EPS))
+            iee = vec3(0.0)
+            iz = vec3(0.0)
             for i in ti.static(range(3)):
                 fs[f, 2 * i] = xs[i]
                 fs[f, 2 * i + 1] = ys[i]
-                fs[f, FS_IZ + i] = real(1.0) / zs[i] if ok else real(0.0)
+                iz[i] = real(1.0) / zs[i] if ok else real(0.0)
+                fs[f, FS_IZ + i] = iz[i]
                 ex = lx[(i + 1) % 3] - lx[i]
                 ey = ly[(i + 1) % 3] - ly[i]
-                fs[f, FS_IEE + i] = real(1.0) / (ex * ex + ey * ey) if ok else real(0.0)
-            fs[f, FS_IA] = real(1.0) / A if ok else real(0.0)
+                iee[i] = real(1.0) / (ex * ex + ey * ey) if ok else real(0.0)
+                fs[f, FS_IEE + i] = iee[i]
+            iA = real(1.0) / A if ok else real(0.0)
+            fs[f, FS_IA] = iA
+            ab, tc = frame_planes(lx, ly, iA, iee)
+            for i in ti.static(range(3)):
+                for j in ti.static(range(3)):
+                    fs[f, FS_AB + 3 * i + j] = ab[i, j]
+                    fs[f, FS_TC + 3 * i + j] = tc[i, j]
+            fs[f, FS_ZMIN] = real(1.0) / iz.max() if ok else real(0.0)
             box = ti.Vector([xs.min() - margin, xs.max() + margin, ys.min() - margin, ys.max() + margin], real)
             cx = (xs[0] + xs[1] + xs[2]) / real(3.0)
             cy = (ys[0] + ys[1] + ys[2]) / real(3.0)
@@ -430,19 +466,22 @@ def build(real, LANES=1):
             fs[f, FS_DISK + 2] = rad
 
     @kernel
-    def colour_bounds(colors: arr, faces: iarr, tab: iarr, cmaxb: karr, per_face: ti.i32, E: ti.i32):
-        """cmaxb (B,), zero on entry: the bits of image b's largest |colour| over its faces' corners
-        (per face: its faces' colours), kept by ``atomic_max`` on the bits (non-negative floats
-        order like their bits; integer atomics exist on every backend). Per image, so a pixel's
-        cut-off (``kc``) is the same in a batch as alone."""
-        for f in range(E):  # the E face entries
-            b, g = entry_face(tab, f)
+    def entry_colours(colors: arr, faces: iarr, tab: iarr, fcol: arr, cmaxb: karr, per_face: ti.i32,
+                      C: ti.template()):
+        """fcol (E, 3, C): each face entry's corner colours (``face_colours``), so the forward reads
+        one row per face instead of gathering through faces; cmaxb (B,), zero on entry: the bits
+        of image b's largest |colour| over its entries' corners, kept by ``atomic_max`` on the
+        bits (non-negative floats order like their bits; integer atomics exist on every backend).
+        Per image, so a pixel's cut-off (``kc``) is the same in a batch as alone."""
+        for f in range(fcol.shape[0]):  # the E face entries
+            b, _ = entry_face(tab, f)
             bc = b if colors.shape[0] > 1 else 0
+            col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
             m = real(0.0)
             for i in ti.static(range(3)):
-                v = g if per_face else faces[g, i]
-                for ch in range(colors.shape[2]):
-                    m = ti.max(m, ti.abs(colors[bc, v, ch]))
+                for ch in ti.static(range(C)):
+                    fcol[f, i, ch] = col[i, ch]
+                    m = ti.max(m, ti.abs(col[i, ch]))
             ti.atomic_max(cmaxb[b], ti.bit_cast(m, BITS))
 
     @kernel
@@ -458,6 +497,18 @@ def build(real, LANES=1):
                 for c in range(c_lo, ti.min(c_lo + T, W)):
                     m = ti.max(m, cut[b, r, c])
             tmax[b, tile] = m
+
+    @kernel
+    def seg_max_cut(cut: iarr, smax: iarr):
+        """smax (B, ceil(H / BR), ceil(W / SEG)) = the largest cut[p] over each segment of BR rows
+        and SEG columns (the backward's rows of blocks)."""
+        H, W = cut.shape[1], cut.shape[2]
+        for b, rb, sg in smax:
+            m = 0
+            for r in range(rb * BR, ti.min(rb * BR + BR, H)):
+                for c in range(sg * SEG, ti.min(sg * SEG + SEG, W)):
+                    m = ti.max(m, cut[b, r, c])
+            smax[b, rb, sg] = m
 
     @ti.func
     def used_somewhere(fs: arr, tmax: iarr, b, f, rank_f, H, W, T):
@@ -487,26 +538,16 @@ def build(real, LANES=1):
         return col
 
     @ti.func
-    def tile_init(st: sarr, scut: siarr, e_st, e_cut, n, zb, bg: arr, C: ti.template()):
-        """A tile's scratch (planes of n blocks from block e_st of st, e_cut of scut): zm = zb,
-        Z = 1 (w_b = exp((zm - zb) cz) = 1 while zm = zb), sums 0, colours = background, no cut."""
-        for i in range(n):
-            store(st, e_st + i, vL(zb))
-            store(st, e_st + n + i, vL(1.0))
-            store(st, e_st + 2 * n + i, vL(0.0))
-            store(st, e_st + 3 * n + i, vL(0.0))
-            for ch in ti.static(range(C)):
-                store(st, e_st + (4 + ch) * n + i, vL(bg[ch]))
-            store(scut, e_cut + i, iL(NO_CUT))
-
-    @ti.func
     def lane_saturated(zm, Z, L, Tp, zmin, nrem, cz, kc, tol):
         """The depth-ordered cut-off (module docstring), lane-wise: whether the ``nrem`` faces left
         in the tile's list, none nearer than ``zmin``, may all be skipped. ``1 - alpha =
         exp(-L) / (1 + T) <= tol`` is tested as ``(1 + T) tol >= exp(-L)`` (no log); the cheap
         depth test first (the face well behind the pixel's front)."""
         dz = (zm - zmin) * cz
-        return (dz < real(-CUT_PREFILTER)) & (vexp(dz) * nrem * kc <= Z) & ((real(1.0) + Tp) * tol >= vexp(-L))
+        sat = dz < real(-CUT_PREFILTER)
+        if count(sat) > 0:  # the exps only for blocks the cheap test leaves (most blocks: none)
+            sat = sat & (vexp(dz) * nrem * kc <= Z) & ((real(1.0) + Tp) * tol >= vexp(-L))
+        return sat
 
     @ti.func
     def lane_coverage(L, Tp, m, xx):
@@ -529,7 +570,9 @@ def build(real, LANES=1):
         qc = ba2 * iz[2]
         zp = real(1.0) / (qa + qb + qc)
         newmax = cm & (zp < zm)
-        scl = ti.select(newmax, vexp((zp - zm) * cz), real(1.0))
+        scl = vL(1.0)
+        if count(newmax) > 0:  # a new softmax max: rare after a pixel's first faces (depth order)
+            scl = ti.select(newmax, vexp((zp - zm) * cz), real(1.0))
         zm = ti.select(newmax, zp, zm)
         w = D * vexp((zm - zp) * cz)
         Z = ti.select(cm, Z * scl + w, Z)
@@ -543,152 +586,176 @@ def build(real, LANES=1):
         return zm, Z, acc
 
     @ti.func
-    def tile_finish(st: sarr, scut: siarr, out: arr, aux: arr, cut: iarr, b, r_lo, r_hi, c_lo, c_hi, e_st,
-                    e_cut, n, TB, zb, cz, C: ti.template()):
-        """Normalise a tile's sums (scratch as in ``tile_init``, TB blocks per row) into out, aux, cut."""
-        for r in range(r_lo, r_hi + 1):
-            for c in range(c_lo, c_hi + 1):
-                j = (r - r_lo) * TB + (c - c_lo) // LANES
-                l = (c - c_lo) % LANES
-                zm = lane_of(st, e_st + j, l)
-                Z = lane_of(st, e_st + n + j, l)
-                S = -(lane_of(st, e_st + 2 * n + j, l) + log1p(lane_of(st, e_st + 3 * n + j, l)))
-                iZ = real(1.0) / Z
+    def block_finish(out: arr, aux: arr, cut: iarr, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, C: ti.template()):
+        """Normalise a block's sums into out, aux and cut at its lanes' pixels (rl, cl), those in inb."""
+        for l in ti.static(range(LANES)):
+            if inb[l]:
+                r = rl[l]
+                c = cl[l]
+                S = -(L[l] + log1p(Tp[l]))
+                iZ = real(1.0) / Z[l]
                 for ch in ti.static(range(C)):
-                    out[b, r, c, ch] = lane_of(st, e_st + (4 + ch) * n + j, l) * iZ
+                    out[b, r, c, ch] = acc[ch, l] * iZ
                 out[b, r, c, C] = -expm1(S)
-                aux[b, r, c, 0] = zm
-                aux[b, r, c, 1] = Z
-                aux[b, r, c, 2] = exp_((zm - zb) * cz) * iZ
+                aux[b, r, c, 0] = zm[l]
+                aux[b, r, c, 1] = Z[l]
+                aux[b, r, c, 2] = exp_((zm[l] - zb) * cz) * iZ
                 aux[b, r, c, 3] = ti.exp(S)
-                cut[b, r, c] = lane_of(scut, e_cut + j, l)
+                cut[b, r, c] = cutv[l]
 
     @kernel
-    def forward(fs: arr, faces: iarr, tab: iarr, colors: arr, bg: arr, offsets: iarr, tile_faces: iarr, rank: iarr,
-                out: arr, aux: arr, cut: iarr, st: sarr, scut: siarr, torder: iarr, T: ti.i32, k2: real, d2cull: real,
-                cz: real, zb: real, cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
-        """One thread per T x T tile, in the order ``torder``; out (B, H, W, C + 1), aux (B, H, W, 4),
-        cut (B, H, W).
-
-        The thread keeps its tile's running sums in its own part of the scratch (``scratch_blocks``):
-        ``st``, 4 + C planes (zm, Z, sum max(x, 0) + folded logs, T, then the C unnormalised
-        colour sums), and ``scut`` (cut), each T rows of TP = T rounded up to LANES pixels, stored
-        as blocks of LANES (the pixel at offset i of plane k is lane i % LANES of block
-        (sb + k T TP + i) // LANES of st). It walks the tile's faces in depth order and, for each,
-        the pixels of its disk a block of a row at a time: every lane computed, then kept or
-        dropped by a select (code LLVM turns into SIMD instructions on the CPU), with the formulas
-        of the module docstring. With ``approx``, a pixel whose remaining faces provably change it
-        by less than ``tol`` stops (cut = the rank of the first face it skips; NO_CUT otherwise),
-        and the tile stops when all its pixels have. At the end the tile's sums are normalised
-        into out, aux and cut. (Addresses are computed as below on purpose: the same blocks
-        indexed as ``row * TB + block`` made LLVM's code for this loop 1.5x slower.)"""
-        H, W = out.shape[1], out.shape[2]
+    def entry_boxes(fs: arr, offsets: iarr, tile_faces: iarr, torder: iarr, ebox: iarr, H: ti.i32, W: ti.i32,
+                    T: ti.i32):
+        """ebox (N, 2) int32 for the N tile entries of (offsets, tile_faces): the pixel rows and
+        columns of the entry's face box (``rows_of``, ``row_span`` without the disk) inside its
+        tile, in tile coordinates, packed ``lo | hi << 16`` (rows, then columns; an empty range
+        as lo = 0xFFFF, hi = 0). The forward's blocks test these, read in list order, before
+        touching a face's row of fs."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
-        TP = ((T + LANES - 1) // LANES) * LANES
-        NPL = 4 + C
-        uf = real(UF)
-        lane = iL([l for l in ti.static(range(LANES))])
-        ti.loop_config(block_dim=tile_block)
         for it in range(torder.shape[0]):
-            tid = torder[it]  # the tiles, B images' in a row, in the order of _binning.tile_schedule
-            b = tid // (ntx * nty)
-            tile = tid - b * (ntx * nty)
+            tid = torder[it]  # balanced over the threads (``_binning.tile_schedule``)
+            tile = tid % (ntx * nty)
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T
             r_hi = ti.min(r_lo + T, H) - 1
             c_hi = ti.min(c_lo + T, W) - 1
-            bc = b if colors.shape[0] > 1 else 0
-            cmax = ti.bit_cast(cmaxb[b], real)  # image b's largest |colour| (``colour_bounds``)
-            for ch in ti.static(range(C)):
-                cmax = ti.max(cmax, ti.abs(bg[ch]))
-            kc = real(2.0) * cmax / tol  # the cut-off's colour test: |c - rgb| <= 2 cmax
-            sb = tid * NPL * T * TP  # the tile's first pixel offset in st, and in scut:
-            cb0 = tid * T * TP
-            PS = T * TP // LANES  # blocks per plane
-            tile_init(st, scut, sb // LANES, cb0 // LANES, PS, zb, bg, C)
-            n_open = (r_hi - r_lo + 1) * (c_hi - c_lo + 1)  # pixels not cut yet
             for k in range(offsets[tid], offsets[tid + 1]):
-                if ti.static(approx):
-                    if n_open == 0:
-                        break
                 f = tile_faces[k]
-                rank_f = rank[f]
-                nrem = real(offsets[tid + 1] - k)
-                ox, oy, xs, ys, ab, tc = face_frame(fs, f)
-                iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
-                zmin = real(1.0) / iz.max()  # the face's nearest depth: its largest z_j / gamma
-                col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
                 r0, r1 = rows_of(fs, f, H, r_lo, r_hi)
-                for r in range(r0, r1 + 1):
-                    py = real(r) + real(0.5)
-                    c0, c1 = row_span(fs, f, py, W, c_lo, c_hi)
-                    y = py - oy
-                    lc0 = c0 - c_lo
-                    lc1 = c1 - c_lo
-                    rrow = (r - r_lo) * TP
-                    for blk in range(lc0 // LANES, lc1 // LANES + 1):
-                        if lc0 > lc1:
-                            break
-                        cc = blk * LANES
-                        ccl = cc + lane
-                        pi = (cb0 + rrow + cc) // LANES  # the block in scut, and in st's plane 0:
-                        cutv = load(scut, pi)
-                        go = (ccl >= lc0) & (ccl <= lc1) & (cutv == NO_CUT)
-                        if count(go) == 0:
-                            continue
-                        q0 = (sb + rrow + cc) // LANES
-                        zm = load(st, q0)
-                        Z = load(st, q0 + PS)
-                        L = load(st, q0 + 2 * PS)
-                        Tp = load(st, q0 + 3 * PS)
-                        acc = ti.Matrix([[load(st, q0 + (4 + ch) * PS)[l] for l in ti.static(range(LANES))]
-                                         for ch in ti.static(range(C))], real)
+                c0 = ti.max(to_col(fs[f, FS_BOX], W, True), c_lo)
+                c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), c_hi)
+                rows = 0xFFFF
+                cols = 0xFFFF
+                if r0 <= r1 and c0 <= c1:
+                    rows = (r0 - r_lo) | ((r1 - r_lo) << 16)
+                    cols = (c0 - c_lo) | ((c1 - c_lo) << 16)
+                ebox[k, 0] = rows
+                ebox[k, 1] = cols
+
+    @ti.func
+    def block_reaches(fs: arr, ebox: iarr, k, f, br0, bc0, xl, yt):
+        """Whether tile entry k (face f) can reach the BR x BC block whose first tile row and column
+        are br0, bc0 (top-left pixel centre xl, yt): its box (``entry_boxes``), then its disk."""
+        rows = ebox[k, 0]
+        cols = ebox[k, 1]
+        hit = ((rows & 0xFFFF) <= br0 + BR - 1) & ((rows >> 16) >= br0) & ((cols & 0xFFFF) <= bc0 + BC - 1) & \
+            ((cols >> 16) >= bc0)
+        if hit:
+            rad = fs[f, FS_DISK + 2]
+            if rad >= 0:
+                cx = fs[f, FS_DISK]
+                cy = fs[f, FS_DISK + 1]
+                # to the nearest pixel centre of the block
+                dx = ti.max(ti.max(xl - cx, cx - (xl + real(ti.static(BC - 1.0)))), real(0.0))
+                dy = ti.max(ti.max(yt - cy, cy - (yt + real(ti.static(BR - 1.0)))), real(0.0))
+                hit = dx * dx + dy * dy <= rad * rad
+        return hit
+
+    @kernel
+    def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, ebox: iarr, rank: iarr, out: arr, aux: arr,
+                cut: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
+                cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
+        """One thread per block of LANES pixels of a row of a T x T tile (BPT = T ceil(T / LANES)
+        blocks per tile; the tiles in the order ``torder``); out (B, H, W, C + 1), aux (B, H, W, 4),
+        cut (B, H, W).
+
+        The block keeps its pixels' running sums (zm, Z, sum max(x, 0) + folded logs, T, the C
+        unnormalised colour sums, the cut) in registers while it walks its tile's faces in depth
+        order. A face whose box and disk hold none of the block's centres is passed over
+        (``block_reaches``); otherwise every lane is computed and kept or dropped by a select (code
+        LLVM turns into SIMD instructions on the CPU), with the formulas of the module docstring:
+        a lane is summed when its pixel is not cut and ``inside | d2 <= d2cull`` (the pixels the
+        backward's row spans hold: the disk and box hold every such pixel). With ``approx``, a
+        pixel whose remaining faces provably change it by less than ``tol`` stops (cut = the rank
+        of the first face it skips, NO_CUT otherwise; a face the pixel was tested at without
+        reaching it is as good as the next one that would, since its sums did not change and the
+        test only loosens along the list), and the block stops when all its pixels have."""
+        H, W = out.shape[1], out.shape[2]
+        ntx = (W + T - 1) // T
+        nty = (H + T - 1) // T
+        TB = (T + BC - 1) // BC  # blocks per row of blocks of a tile
+        uf = real(UF)
+        lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
+        lcol = iL([l % BC for l in ti.static(range(LANES))])
+        ti.loop_config(block_dim=tile_block)
+        for it in range(NB):  # len(torder) BPT blocks
+            tid = torder[it // BPT]  # the tiles, B images' in a row, in the order of _binning.tile_schedule
+            b = tid // (ntx * nty)
+            tile = tid - b * (ntx * nty)
+            rb = it % BPT
+            br0 = (rb // TB) * BR  # the block's first row and column in the tile
+            bc0 = (rb % TB) * BC
+            r_lo = (tile // ntx) * T
+            c_lo = (tile % ntx) * T
+            r_hi = ti.min(r_lo + T, H) - 1
+            c_hi = ti.min(c_lo + T, W) - 1
+            if r_lo + br0 <= r_hi and c_lo + bc0 <= c_hi:
+                cmax = ti.bit_cast(cmaxb[b], real)  # image b's largest |colour| (``entry_colours``)
+                for ch in ti.static(range(C)):
+                    cmax = ti.max(cmax, ti.abs(bg[ch]))
+                kc = real(2.0) * cmax / tol  # the cut-off's colour test: |c - rgb| <= 2 cmax
+                rl = r_lo + br0 + lrow  # the lanes' pixels
+                cl = c_lo + bc0 + lcol
+                px = ti.cast(cl, real) + real(0.5)
+                py = ti.cast(rl, real) + real(0.5)
+                zm = vL(zb)  # zm = zb, Z = 1 (w_b = exp((zm - zb) cz) = 1 while zm = zb), colours = bg
+                Z = vL(1.0)
+                L = vL(0.0)
+                Tp = vL(0.0)
+                acc = ti.Matrix([[bg[ch] for _ in ti.static(range(LANES))] for ch in ti.static(range(C))], real)
+                cutv = iL(NO_CUT)
+                inb = (rl <= r_hi) & (cl <= c_hi)  # lanes in the tile
+                go = inb  # lanes still summing: in the tile and not cut
+                k1 = offsets[tid + 1]
+                for k in range(offsets[tid], k1):
+                    f = tile_faces[k]
+                    if block_reaches(fs, ebox, k, f, br0, bc0, px[0], py[0]):
+                        zmin = fs[f, FS_ZMIN]  # the face's nearest depth: its largest z_j / gamma
                         if ti.static(approx):
-                            sat = go & lane_saturated(zm, Z, L, Tp, zmin, nrem, cz, kc, tol)
-                            ns = count(sat)
-                            if ns > 0:
-                                store(scut, pi, ti.select(sat, rank_f, cutv))
-                                n_open -= ns
+                            sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
+                            if count(sat) > 0:
+                                cutv = ti.select(sat, rank[f], cutv)
                                 go = go & (sat == 0)
-                        x = ti.cast(ccl + c_lo, real) + real(0.5) - ox
-                        a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
+                                if count(go) == 0:
+                                    break
+                        ox, oy, xs, ys, ab, tc = face_frame(fs, f, True)
+                        a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, px - ox, py - oy)
                         m = go & (inside | (d2 <= d2cull))
                         if count(m) > 0:
                             D, L, Tp = lane_coverage(L, Tp, m, ti.select(inside, d2 * k2, -d2 * k2))
                             cm = m & ((zm - zmin) * cz >= -uf)  # else w = D exp((zm - zp) cz) is exactly 0
                             if count(cm) > 0:
+                                iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
+                                col = ti.Matrix([[fcol[f, i, ch] for ch in ti.static(range(C))]
+                                                 for i in ti.static(range(3))], real)
                                 ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
                                 zm, Z, acc = lane_colour(zm, Z, acc, cm, D, ba0, ba1, ba2, iz, col, cz, per_face, C)
-                            store(st, q0, zm)
-                            store(st, q0 + PS, Z)
-                            store(st, q0 + 2 * PS, L)
-                            store(st, q0 + 3 * PS, Tp)
-                            for ch in ti.static(range(C)):
-                                store(st, q0 + (4 + ch) * PS, vL([acc[ch, l] for l in ti.static(range(LANES))]))
-            tile_finish(st, scut, out, aux, cut, b, r_lo, r_hi, c_lo, c_hi, sb // LANES, cb0 // LANES, PS, TP // LANES,
-                        zb, cz, C)
+                block_finish(out, aux, cut, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, C)
 
     @kernel
-    def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, pb: sarr, cutb: siarr):
-        """Per-pixel backward constants, in blocks of LANES pixels of a row (the backward's loads):
-        ``pb`` planes (B, 5 + C, H, WB) of blocks, WB = ceil(W / LANES): zm, 1 / Z,
-        g_alpha (1 - alpha), g_rgb . rgb, active (any non-zero gradient), then g_rgb; ``cutb``
-        (B, H, WB) the forward's cut. Lanes past the image's last column: inactive, cut 0."""
+    def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, pb: sarr, cutb: siarr, C: ti.template()):
+        """Per-pixel backward constants, in blocks of BR x BC pixels (lane l: row l // BC, column
+        l % BC of its block; the backward's loads): ``pb`` planes (B, 5 + C, HB, WB) of blocks,
+        HB = ceil(H / BR), WB = ceil(W / BC): zm, 1 / Z, g_alpha (1 - alpha), g_rgb . rgb, active
+        (any non-zero gradient), then g_rgb; ``cutb`` (B, HB, WB) the forward's cut. Lanes
+        outside the image: inactive, cut 0."""
         B, H, W = out.shape[0], out.shape[1], out.shape[2]
-        C = out.shape[3] - 1
-        WB = (W + LANES - 1) // LANES
-        for b, r, blk in ti.ndrange(B, H, WB):
-            base = (b * (5 + C) * H + r) * WB + blk
-            vals = ti.Matrix.zero(real, 5, LANES)
+        HB = (H + BR - 1) // BR
+        WB = (W + BC - 1) // BC
+        for b, rb, cb in ti.ndrange(B, HB, WB):
+            base = (b * (5 + C) * HB + rb) * WB + cb
+            vals = ti.Matrix.zero(real, 5 + C, LANES)
             cv = iL(0)
             for l in ti.static(range(LANES)):
-                c = blk * LANES + l
-                if c < W:
+                r = rb * BR + l // BC
+                c = cb * BC + l % BC
+                if r < H and c < W:
                     G = real(0.0)
                     act = 0
-                    for ch in range(C):
+                    for ch in ti.static(range(C)):
                         G += gout[b, r, c, ch] * out[b, r, c, ch]
+                        vals[5 + ch, l] = gout[b, r, c, ch]
                         if gout[b, r, c, ch] != 0:
                             act = 1
                     ga = gout[b, r, c, C] * aux[b, r, c, 3]
@@ -700,16 +767,9 @@ def build(real, LANES=1):
                     vals[3, l] = G
                     vals[4, l] = real(act)
                     cv[l] = cut[b, r, c]
-            for k in ti.static(range(5)):
-                store(pb, base + k * H * WB, vL([vals[k, l] for l in ti.static(range(LANES))]))
-            for ch in range(C):
-                g = vL(0.0)
-                for l in ti.static(range(LANES)):
-                    c = blk * LANES + l
-                    if c < W:
-                        g[l] = gout[b, r, c, ch]
-                store(pb, base + (5 + ch) * H * WB, g)
-            store(cutb, (b * H + r) * WB + blk, cv)
+            for k in ti.static(range(5 + C)):
+                store(pb, base + k * HB * WB, vL([vals[k, l] for l in ti.static(range(LANES))]))
+            store(cutb, (b * HB + rb) * WB + cb, cv)
 
     @ti.func
     def pick3(k: ti.template(), v0, v1, v2):
@@ -749,14 +809,17 @@ def build(real, LANES=1):
         gcv0 = vL(0.0)
         gcv1 = vL(0.0)
         gcv2 = vL(0.0)
+        s0 = ti.select(cl, bb0 * wZ, real(0.0))  # the colour gradients' weights, 0 off cl
+        s1 = ti.select(cl, bb1 * wZ, real(0.0))
+        s2 = ti.select(cl, bb2 * wZ, real(0.0))
         for ch in ti.static(range(C)):
             g = vL([grgb[ch, l] for l in ti.static(range(LANES))])
             gcv0 += col[0, ch] * g
             gcv1 += col[1, ch] * g
             gcv2 += col[2, ch] * g
-            add_lanes(gcl, 0 * C + ch, ti.select(cl, bb0 * wZ * g, real(0.0)))
-            add_lanes(gcl, 1 * C + ch, ti.select(cl, bb1 * wZ * g, real(0.0)))
-            add_lanes(gcl, 2 * C + ch, ti.select(cl, bb2 * wZ * g, real(0.0)))
+            add_lanes(gcl, 0 * C + ch, s0 * g)
+            add_lanes(gcl, 1 * C + ch, s1 * g)
+            add_lanes(gcl, 2 * C + ch, s2 * g)
         g_w = (gcv0 * bb0 + gcv1 * bb1 + gcv2 * bb2 - G) * invZ
         g_zp = -g_w * w * cz  # z_j / gamma = (far - zp) cz
         # perspective correction: q_i = abar_i / z_i, b = q / Q, zp = 1 / Q
@@ -825,7 +888,7 @@ def build(real, LANES=1):
             add_lanes(gy, j, -gEi * (xs[k] - x))
 
     @kernel
-    def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr, tmax: iarr,
+    def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr, tmax: iarr, smax: iarr,
                  gface: arr, gcolf: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
                  per_face: ti.i32, C: ti.template()):
         """One thread per face entry over its disk pixels, in blocks of LANES pixels of a row (pb,
@@ -834,9 +897,11 @@ def build(real, LANES=1):
         corner; gcolf (E, 3, C) colour gradients per corner (per face: their sum is the face's).
         Both written."""
         uf = real(UF)
-        WB = (W + LANES - 1) // LANES
-        PSB = H * WB  # blocks per plane of pb
-        lane = iL([l for l in ti.static(range(LANES))])
+        HB = (H + BR - 1) // BR
+        WB = (W + BC - 1) // BC
+        PSB = HB * WB  # blocks per plane of pb
+        lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
+        lcol = iL([l % BC for l in ti.static(range(LANES))])
         for f in range(gface.shape[0]):
             b, g = entry_face(tab, f)
             gx = ti.Matrix.zero(real, 3, LANES)
@@ -846,54 +911,65 @@ def build(real, LANES=1):
             rank_f = rank[f]
             if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
-                ox, oy, xs, ys, ab, tc = face_frame(fs, f)
+                ox, oy, xs, ys, ab, tc = face_frame(fs, f, False)
                 iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
                 zmin = real(1.0) / iz.max()
                 col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
                 r0, r1 = rows_of(fs, f, H, 0, H - 1)
-                for r in range(r0, r1 + 1):
-                    py = real(r) + real(0.5)
-                    c0, c1 = row_span(fs, f, py, W, 0, W - 1)
-                    y = py - oy
-                    for blk in range(c0 // LANES, c1 // LANES + 1):
-                        ccl = blk * LANES + lane
-                        # pairs the forward summed (rank below the pixel's cut), of active pixels
-                        ok = (ccl >= c0) & (ccl <= c1) & (rank_f < load(cutb, (b * H + r) * WB + blk))
-                        if count(ok) == 0:
-                            continue
-                        q0 = (b * (5 + C) * H + r) * WB + blk
-                        zm = load(pb, q0)
-                        ga = load(pb, q0 + 2 * PSB)
-                        colour = (zm - zmin) * cz >= -uf  # else w = 0 exactly: no colour/depth gradient
-                        ok = ok & (load(pb, q0 + 4 * PSB) != 0) & (colour | (ga != 0))
-                        if count(ok) == 0:
-                            continue
-                        x = ti.cast(ccl, real) + real(0.5) - ox
-                        a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
-                        m = ok & (inside | (d2 <= d2cull))
-                        if count(m) == 0:
-                            continue
-                        sgn = ti.select(inside, real(1.0), real(-1.0))
-                        D, omD, _ = lane_sigmoid(sgn * d2 * k2)
-                        g_x = ga * D
-                        cl = m & colour
-                        gab0 = vL(0.0)
-                        gab1 = vL(0.0)
-                        gab2 = vL(0.0)
-                        if count(cl) > 0:
-                            ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
-                            grgb = ti.Matrix([[load(pb, q0 + (5 + ch) * PSB)[l] for l in ti.static(range(LANES))]
-                                              for ch in ti.static(range(C))], real)
-                            gxc, gab0, gab1, gab2 = lane_colour_grad(gcl, gz, cl, D, omD, ba0, ba1, ba2, iz, zm,
-                                                                     load(pb, q0 + PSB), load(pb, q0 + 3 * PSB),
-                                                                     grgb, col, cz, per_face, C)
-                            g_x += gxc
-                        # coverage: x = sgn d^2 k2, envelope theorem on the nearest edge ke
-                        g_d2 = ti.select(m, g_x * sgn * k2, real(0.0))
-                        lane_edge_grad(gx, gy, fs, f, xs, ys, x, y, inside, ke, tb, g_d2, gab0, gab1, gab2)
-                        mi = inside & cl
-                        if count(mi) > 0:
-                            lane_inside_grad(gx, gy, mi, fs[f, FS_IA], xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
+                for rb in range(r0 // BR, r1 // BR + 1):
+                    c0 = W  # the columns the face can reach in the block's rows
+                    c1 = -1
+                    for j in ti.static(range(BR)):
+                        r = rb * BR + j
+                        if r >= r0 and r <= r1:
+                            s0, s1 = row_span(fs, f, real(r) + real(0.5), W, 0, W - 1)
+                            if s0 <= s1:
+                                c0 = ti.min(c0, s0)
+                                c1 = ti.max(c1, s1)
+                    y = ti.cast(rb * BR + lrow, real) + real(0.5) - oy
+                    for sg in range(c0 // SEG, c1 // SEG + 1):
+                        if c0 > c1 or smax[b, rb, sg] <= rank_f:
+                            continue  # every pixel of the segment cut at or before f
+                        for cb in range(ti.max(c0, sg * SEG) // BC, ti.min(c1, sg * SEG + SEG - 1) // BC + 1):
+                            # pairs the forward summed (rank below the pixel's cut; cut 0 outside the
+                            # image), of active pixels; the disk holds every pixel with
+                            # inside | d2 <= d2cull, so the lanes need no span test
+                            ok = rank_f < load(cutb, (b * HB + rb) * WB + cb)
+                            if count(ok) == 0:
+                                continue
+                            q0 = (b * (5 + C) * HB + rb) * WB + cb
+                            zm = load(pb, q0)
+                            ga = load(pb, q0 + 2 * PSB)
+                            colour = (zm - zmin) * cz >= -uf  # else w = 0 exactly: no colour/depth gradient
+                            ok = ok & (load(pb, q0 + 4 * PSB) != 0) & (colour | (ga != 0))
+                            if count(ok) == 0:
+                                continue
+                            x = ti.cast(cb * BC + lcol, real) + real(0.5) - ox
+                            a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
+                            m = ok & (inside | (d2 <= d2cull))
+                            if count(m) == 0:
+                                continue
+                            sgn = ti.select(inside, real(1.0), real(-1.0))
+                            D, omD, _ = lane_sigmoid(sgn * d2 * k2)
+                            g_x = ga * D
+                            cl = m & colour
+                            gab0 = vL(0.0)
+                            gab1 = vL(0.0)
+                            gab2 = vL(0.0)
+                            if count(cl) > 0:
+                                ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
+                                grgb = ti.Matrix([[load(pb, q0 + (5 + ch) * PSB)[l] for l in ti.static(range(LANES))]
+                                                  for ch in ti.static(range(C))], real)
+                                gxc, gab0, gab1, gab2 = lane_colour_grad(gcl, gz, cl, D, omD, ba0, ba1, ba2, iz, zm,
+                                                                         load(pb, q0 + PSB), load(pb, q0 + 3 * PSB),
+                                                                         grgb, col, cz, per_face, C)
+                                g_x += gxc
+                            # coverage: x = sgn d^2 k2, envelope theorem on the nearest edge ke
+                            g_d2 = ti.select(m, g_x * sgn * k2, real(0.0))
+                            lane_edge_grad(gx, gy, fs, f, xs, ys, x, y, inside, ke, tb, g_d2, gab0, gab1, gab2)
+                            mi = inside & cl
+                            if count(mi) > 0:
+                                lane_inside_grad(gx, gy, mi, fs[f, FS_IA], xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
             for i in ti.static(range(3)):
                 sx = real(0.0)
                 sy = real(0.0)
@@ -946,6 +1022,6 @@ def build(real, LANES=1):
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp, colour_bounds=colour_bounds).items():
+                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_boxes=entry_boxes, seg_max_cut=seg_max_cut).items():
         setattr(ns, name, obj)
     return ns

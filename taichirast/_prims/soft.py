@@ -187,20 +187,22 @@ def forward(inputs, params):
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
         return (out,), (sv, faces, colors, bg, tab, A.zeros(sv, (1, soft.K)), out, aux, none, none)
-    lanes = soft.lanes("forward")
-    K = soft.build(real_type(A.dtype_name(sv)), lanes)
+    lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
+    K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
     fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
-    # the cut-off's colour bound per image (kernels/soft.py `colour_bounds`)
+    # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
+    fcol = A.empty(sv, (F, 3, C))
     cmaxb = A.zeros(sv, (B,), "int32" if A.dtype_name(sv) == "float32" else "int64")
-    K.colour_bounds(colors, faces, tab, cmaxb, int(params["per_face"]), F)
+    K.entry_colours(colors, faces, tab, fcol, cmaxb, int(params["per_face"]), C)
     T = params["tile"]
-    n_st, n_cut = soft.scratch_blocks(B, H, W, T, C, lanes)
-    st, scut = A.empty_blocks(sv, n_st, lanes), A.empty_blocks(sv, n_cut, lanes, "int32")
-    K.forward(fs, faces, tab, colors, bg, offsets, tile_faces, rank, out, aux, cut, st, scut, tile_schedule(offsets),
-              T, sc["k2"], sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C,
-              not params["exact"])
+    torder = tile_schedule(offsets)
+    bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
+    ebox = A.empty(sv, (tile_faces.shape[0], 2), "int32")
+    K.entry_boxes(fs, offsets, tile_faces, torder, ebox, H, W, T)
+    K.forward(fs, fcol, bg, offsets, tile_faces, ebox, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
+              sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
 
@@ -243,19 +245,21 @@ def backward(saved, params, grads, needs):
     if need_col:
         gcol = A.zeros(colors, colors.shape)
     if F > 0 and (need_sv or need_col):
-        lanes = soft.lanes("backward")
-        K = soft.build(real_type(A.dtype_name(sv)), lanes)
+        lanes, rows = soft.lanes("backward"), soft.block_rows("backward")
+        K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
         sc = _scalars(params)
         B, H, W = params["B"], params["H"], params["W"]
-        n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes)
+        n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes, rows)
         pb, cutb = A.empty_blocks(sv, n_pb, lanes), A.empty_blocks(sv, n_cutb, lanes, "int32")
-        K.pixel_prep(out, aux, g, cut, pb, cutb)
+        K.pixel_prep(out, aux, g, cut, pb, cutb, C)
         gface = A.empty(sv, (F, 9))
         gcolf = A.empty(sv, (F, 3, C))
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
         K.tile_max_cut(cut, tmax, T)
-        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, gface, gcolf, H, W, T, sc["k2"], sc["d2cull"],
+        smax = A.empty(sv, (B, -(-H // rows), -(-W // soft.SEG)), "int32")
+        K.seg_max_cut(cut, smax)
+        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, smax, gface, gcolf, H, W, T, sc["k2"], sc["d2cull"],
                    sc["cz"], int(params["per_face"]), C)
         if need_sv:
             K.scatter_verts(faces, tab, gface, gsv)
