@@ -43,9 +43,9 @@ are never visited.
 
 The forward runs one thread per block of pixels of a screen tile (below); the block keeps its
 pixels' running sums (zm, Z, sum of max(x, 0), T, colour) in registers while it walks its tile's
-faces, passing over those whose box (``entry_boxes``: packed per tile entry, read in list order)
-and disk hold none of its pixels. Per pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 -
-alpha)``. The backward runs one thread per *face* over the rows of blocks its disk reaches, so a
+faces, passing over those whose disk holds none of its pixels (``entry_disks``: packed per tile
+entry in 16 bits, read in list order, so a face's row of fs is touched only when it is used). Per
+pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per *face* over the rows of blocks its disk reaches, so a
 face's vertex gradients accumulate in registers (no per-pixel atomics); ``scatter_*`` then add
 face gradients to vertices. Neither pass tests a pixel against the face's span: a pair is summed
 when ``inside | d2 <= d2cull`` (and the pixel is not cut), and the boxes and disks only choose
@@ -134,6 +134,8 @@ NO_CUT = 2**31 - 1
 # The cut-off test (``lane_saturated``) passes only for faces this many softmax units behind the
 # pixel's front (exp(-8) ~ 3e-4: nearer faces can rarely pass it, and the test costs two exps).
 CUT_PREFILTER = 8.0
+# entry_disks: a disk that does not fit its 16-bit packing.
+DISK_NONE = 0xFFFF
 # Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
 # all cut at or before a face without loading them (a multiple of every block width).
 SEG = 16
@@ -604,13 +606,14 @@ def build(real, LANES=1, BR=1):
                 cut[b, r, c] = cutv[l]
 
     @kernel
-    def entry_boxes(fs: arr, offsets: iarr, tile_faces: iarr, torder: iarr, ebox: iarr, H: ti.i32, W: ti.i32,
+    def entry_disks(fs: arr, offsets: iarr, tile_faces: iarr, torder: iarr, edisk: iarr, H: ti.i32, W: ti.i32,
                     T: ti.i32):
-        """ebox (N, 2) int32 for the N tile entries of (offsets, tile_faces): the pixel rows and
-        columns of the entry's face box (``rows_of``, ``row_span`` without the disk) inside its
-        tile, in tile coordinates, packed ``lo | hi << 16`` (rows, then columns; an empty range
-        as lo = 0xFFFF, hi = 0). The forward's blocks test these, read in list order, before
-        touching a face's row of fs."""
+        """edisk (N, 2) int32 for the N tile entries of (offsets, tile_faces): the entry's face disk
+        (``setup``) in its tile's coordinates, in 1/16 pixel, centre rounded and radius rounded up
+        and grown by one unit (so the packed disk holds the disk): ``(cx + 32768) | (cy + 32768) <<
+        16``, then the radius; radius DISK_NONE where the disk does not fit 16 bits (or there is
+        none), and the forward tests the face's box and disk in fs instead. The forward's blocks
+        read these in list order, before touching a face's row of fs (a cache miss per entry)."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         for it in range(torder.shape[0]):
@@ -618,42 +621,55 @@ def build(real, LANES=1, BR=1):
             tile = tid % (ntx * nty)
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T
-            r_hi = ti.min(r_lo + T, H) - 1
-            c_hi = ti.min(c_lo + T, W) - 1
             for k in range(offsets[tid], offsets[tid + 1]):
                 f = tile_faces[k]
-                r0, r1 = rows_of(fs, f, H, r_lo, r_hi)
-                c0 = ti.max(to_col(fs[f, FS_BOX], W, True), c_lo)
-                c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), c_hi)
-                rows = 0xFFFF
-                cols = 0xFFFF
-                if r0 <= r1 and c0 <= c1:
-                    rows = (r0 - r_lo) | ((r1 - r_lo) << 16)
-                    cols = (c0 - c_lo) | ((c1 - c_lo) << 16)
-                ebox[k, 0] = rows
-                ebox[k, 1] = cols
+                qx = (fs[f, FS_DISK] - real(c_lo)) * real(16.0)
+                qy = (fs[f, FS_DISK + 1] - real(r_lo)) * real(16.0)
+                qr = fs[f, FS_DISK + 2] * real(16.0)
+                packed = 0
+                rq = DISK_NONE
+                if qr >= 0 and qr < real(60000.0) and ti.abs(qx) < real(32000.0) and ti.abs(qy) < real(32000.0):
+                    # rounding moves the centre by <= sqrt(2) / 2 units < the one unit added
+                    packed = (ti.round(qx, ti.i32) + 32768) | ((ti.round(qy, ti.i32) + 32768) << 16)
+                    rq = ti.ceil(qr, ti.i32) + 1
+                edisk[k, 0] = packed
+                edisk[k, 1] = rq
 
     @ti.func
-    def block_reaches(fs: arr, ebox: iarr, k, f, br0, bc0, xl, yt):
+    def block_reaches(fs: arr, edisk: iarr, k, f, br0, bc0, xl, yt):
         """Whether tile entry k (face f) can reach the BR x BC block whose first tile row and column
-        are br0, bc0 (top-left pixel centre xl, yt): its box (``entry_boxes``), then its disk."""
-        rows = ebox[k, 0]
-        cols = ebox[k, 1]
-        hit = ((rows & 0xFFFF) <= br0 + BR - 1) & ((rows >> 16) >= br0) & ((cols & 0xFFFF) <= bc0 + BC - 1) & \
-            ((cols >> 16) >= bc0)
-        if hit:
+        are br0, bc0 (top-left pixel centre xl, yt in pixels): its packed disk (``entry_disks``),
+        else its box and disk in fs. Both hold every pixel the face reaches."""
+        rq = edisk[k, 1]
+        hit = True
+        if rq != DISK_NONE:
+            w = edisk[k, 0]
+            cx = (w & 0xFFFF) - 32768
+            cy = ((w >> 16) & 0xFFFF) - 32768
+            x0 = 16 * bc0 + 8  # the block's pixel centres, in 1/16 pixel of the tile
+            y0 = 16 * br0 + 8
+            dx = ti.max(ti.max(x0 - cx, cx - (x0 + 16 * (BC - 1))), 0)
+            dy = ti.max(ti.max(y0 - cy, cy - (y0 + 16 * (BR - 1))), 0)
+            fx = ti.cast(dx, ti.f32)
+            fy = ti.cast(dy, ti.f32)
+            fr = ti.cast(rq, ti.f32)
+            hit = fx * fx + fy * fy <= fr * fr  # (float: exact below 2^24, and 1e-7 off above)
+        else:
+            xr = xl + real(ti.static(BC - 1.0))
+            yb = yt + real(ti.static(BR - 1.0))
+            hit = (yb >= fs[f, FS_BOX + 2]) & (yt <= fs[f, FS_BOX + 3]) & (xr >= fs[f, FS_BOX]) & \
+                (xl <= fs[f, FS_BOX + 1])
             rad = fs[f, FS_DISK + 2]
-            if rad >= 0:
+            if hit and rad >= 0:
                 cx = fs[f, FS_DISK]
                 cy = fs[f, FS_DISK + 1]
-                # to the nearest pixel centre of the block
-                dx = ti.max(ti.max(xl - cx, cx - (xl + real(ti.static(BC - 1.0)))), real(0.0))
-                dy = ti.max(ti.max(yt - cy, cy - (yt + real(ti.static(BR - 1.0)))), real(0.0))
+                dx = ti.max(ti.max(xl - cx, cx - xr), real(0.0))  # to the nearest pixel centre of the block
+                dy = ti.max(ti.max(yt - cy, cy - yb), real(0.0))
                 hit = dx * dx + dy * dy <= rad * rad
         return hit
 
     @kernel
-    def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, ebox: iarr, rank: iarr, out: arr, aux: arr,
+    def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, edisk: iarr, rank: iarr, out: arr, aux: arr,
                 cut: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per block of LANES pixels of a row of a T x T tile (BPT = T ceil(T / LANES)
@@ -710,7 +726,7 @@ def build(real, LANES=1, BR=1):
                 k1 = offsets[tid + 1]
                 for k in range(offsets[tid], k1):
                     f = tile_faces[k]
-                    if block_reaches(fs, ebox, k, f, br0, bc0, px[0], py[0]):
+                    if block_reaches(fs, edisk, k, f, br0, bc0, px[0], py[0]):
                         zmin = fs[f, FS_ZMIN]  # the face's nearest depth: its largest z_j / gamma
                         if ti.static(approx):
                             sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
@@ -1022,6 +1038,6 @@ def build(real, LANES=1, BR=1):
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_boxes=entry_boxes, seg_max_cut=seg_max_cut).items():
+                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_disks=entry_disks, seg_max_cut=seg_max_cut).items():
         setattr(ns, name, obj)
     return ns

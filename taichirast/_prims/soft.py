@@ -199,9 +199,9 @@ def forward(inputs, params):
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
-    ebox = A.empty(sv, (tile_faces.shape[0], 2), "int32")
-    K.entry_boxes(fs, offsets, tile_faces, torder, ebox, H, W, T)
-    K.forward(fs, fcol, bg, offsets, tile_faces, ebox, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
+    edisk = A.empty(sv, (tile_faces.shape[0], 2), "int32")
+    K.entry_disks(fs, offsets, tile_faces, torder, edisk, H, W, T)
+    K.forward(fs, fcol, bg, offsets, tile_faces, edisk, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
