@@ -145,14 +145,13 @@ AREA_EPS = 1e-12
 T_FOLD = 1e30
 
 
-# Pixels per block of a row on the CPU, for the forward and for the backward (pixel_prep, backward):
-# the widths LLVM's vectoriser turned into the fastest code (bunny 512², float32, kernel ms:
-# forward 4: 190, 8: 139, 16: 162; backward 2: 214, 4: 145, 8: 178).
+# Pixels per block on the CPU, for the forward and for the backward (pixel_prep, backward), and the
+# rows they span (CPU_ROWS): the shapes LLVM's vectoriser turned into the fastest code, measured old
+# against new in one process on the bunny at 512², float32. Forward 4 x 4: 0.74-0.77x the time of
+# 1 x 8 (2 x 4: 0.79, 4 x 2: 0.80, 2 x 8: 0.85; square blocks fit the disk a face reaches, so more
+# of the computed lanes are summed). Backward 4 x 1: 0.83-0.85x of 1 x 4 (2 x 2 was no faster; 8
+# lanes, 4 x 2 or 8 x 1: 1.5-1.7x slower, LLVM leaves much of it scalar).
 CPU_LANES = {"forward": 16, "backward": 4}
-
-
-# Rows of the blocks on the CPU: square blocks fit the disk a face reaches better than a row's
-# (more of the computed lanes are summed; bunny 512², forward 1 x 8 -> 4 x 4: 0.75x the time).
 CPU_ROWS = {"forward": 4, "backward": 4}
 
 
@@ -190,7 +189,7 @@ def build(real, LANES=1, BR=1):
     vec3 = ti.types.vector(3, real)
     mat3 = ti.types.matrix(3, 3, real)
     UF = underflow(real)
-    tile_block = tile_block_dim()  # one tile per task on the CPU; Vulkan's dispatch limit on GPUs
+    tile_block = tile_block_dim()  # one iteration per task on the CPU; Vulkan's dispatch limit on GPUs
     BITS = ti.i32 if real == ti.f32 else ti.i64  # a float's bits (entry_colours)
     karr = ti.types.ndarray(dtype=BITS)
 
@@ -300,7 +299,11 @@ def build(real, LANES=1, BR=1):
     @ti.func
     def face_frame(fs: arr, f, stored: ti.template()):
         """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
-        coordinates xs, ys and the planes of ``frame_planes`` (stored by ``setup``)."""
+        coordinates xs, ys and the planes of ``frame_planes``: loaded from fs where ``stored``
+        (``setup`` wrote them; the forward, which needs them per block), else computed from fs's
+        vertices, 1 / A and 1 / |e|^2 (the per-face loops: loading them there made the backward's
+        code 1.6x slower). Both give the same bits (same inputs, same function; checked on the
+        bunny), so both passes decide inside / cull alike."""
         ox = fs[f, 0]
         oy = fs[f, 1]
         xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
@@ -672,17 +675,17 @@ def build(real, LANES=1, BR=1):
     def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, edisk: iarr, rank: iarr, out: arr, aux: arr,
                 cut: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
-        """One thread per block of LANES pixels of a row of a T x T tile (BPT = T ceil(T / LANES)
-        blocks per tile; the tiles in the order ``torder``); out (B, H, W, C + 1), aux (B, H, W, 4),
-        cut (B, H, W).
+        """One thread per block of BR x BC pixels of a T x T tile (NB = len(torder) BPT threads, BPT =
+        ceil(T / BR) ceil(T / BC) blocks per tile; the tiles in the order ``torder``); out (B, H,
+        W, C + 1), aux (B, H, W, 4), cut (B, H, W).
 
         The block keeps its pixels' running sums (zm, Z, sum max(x, 0) + folded logs, T, the C
         unnormalised colour sums, the cut) in registers while it walks its tile's faces in depth
-        order. A face whose box and disk hold none of the block's centres is passed over
+        order. A face whose disk holds none of the block's centres is passed over
         (``block_reaches``); otherwise every lane is computed and kept or dropped by a select (code
         LLVM turns into SIMD instructions on the CPU), with the formulas of the module docstring:
-        a lane is summed when its pixel is not cut and ``inside | d2 <= d2cull`` (the pixels the
-        backward's row spans hold: the disk and box hold every such pixel). With ``approx``, a
+        a lane is summed when its pixel is not cut and ``inside | d2 <= d2cull`` (the disk holds
+        every such pixel, so the backward's blocks reach the same pairs). With ``approx``, a
         pixel whose remaining faces provably change it by less than ``tol`` stops (cut = the rank
         of the first face it skips, NO_CUT otherwise; a face the pixel was tested at without
         reaching it is as good as the next one that would, since its sums did not change and the
@@ -907,11 +910,12 @@ def build(real, LANES=1, BR=1):
     def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr, tmax: iarr, smax: iarr,
                  gface: arr, gcolf: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
                  per_face: ti.i32, C: ti.template()):
-        """One thread per face entry over its disk pixels, in blocks of LANES pixels of a row (pb,
-        cutb from ``pixel_prep``): every lane computed, then kept or dropped by a select, into lane
-        accumulators summed at the end of the face. gface (E, 9) = d/d(x_i, y_i, z_i) per
-        corner; gcolf (E, 3, C) colour gradients per corner (per face: their sum is the face's).
-        Both written."""
+        """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
+        ``pixel_prep``), passing over segments of SEG columns whose pixels were all cut at or
+        before it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
+        into lane accumulators summed at the end of the face. gface (E, 9) = d/d(x_i, y_i, z_i)
+        per corner; gcolf (E, 3, C) colour gradients per corner (per face: their sum is the
+        face's). Both written."""
         uf = real(UF)
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
@@ -1038,6 +1042,7 @@ def build(real, LANES=1, BR=1):
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_disks=entry_disks, seg_max_cut=seg_max_cut).items():
+                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_disks=entry_disks,
+                          seg_max_cut=seg_max_cut).items():
         setattr(ns, name, obj)
     return ns

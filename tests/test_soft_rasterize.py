@@ -136,6 +136,35 @@ def test_matches_dense_reference(per_face, kw):
         assert torch.allclose(a, b, atol=1e-8, rtol=1e-8), (a - b).abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("exact", [True, False])
+def test_faces_whose_disks_do_not_pack_match_dense_reference(exact, dtype):
+    """The forward passes over faces by a disk packed per tile entry in 16 bits (kernels/soft.py
+    ``entry_disks``); a disk of radius >= 3750 px, or centred over 2000 px from the tile, does not
+    pack and the face's box and disk in fs are tested instead: such faces still reach every pixel
+    they should (with and without the cut-off, which is tested at faces that do not reach a pixel)."""
+    H, W = 21, 17
+    xy = np.array([[-2e4, -2e4], [3e4, -2e4], [-2e4, 3e4],      # covers the image, radius ~3e4 px
+                   [3.0, 5.0], [8.0, 6.0], [9e3, 5.5],          # a sliver from the image to 9000 px out
+                   [4.0, 4.0], [12.0, 5.0], [6.0, 15.0]])       # small, nearest
+    z = np.array([3.0, 3.2, 3.4, 2.5, 2.5, 2.6, 2.0, 2.1, 2.2])[:, None]
+    sv = torch.tensor(np.concatenate([xy, z], -1)[None], dtype=torch.float64)
+    faces = torch.arange(9).reshape(3, 3)
+    colors = torch.rand(1, 9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    weight = torch.randn(1, H, W, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    kw = dict(sigma=1e-3, gamma=1e-2, near=0.5, far=10.0)
+    ours, g_ours = _grads(lambda s, c: soft(s, faces, c, (H, W), **{**kw, "exact": exact}),
+                          (sv.to(dtype), colors.to(dtype)), weight.to(dtype))
+    ref, g_ref = _grads(lambda s, c: ref_soft(s, faces, c, (H, W), **kw), (sv, colors), weight)
+    assert float(ours[..., 3].min()) > 0.99  # the big face covers every pixel
+    # float32 (what Vulkan runs): edge functions of a vertex 9000 px out cost ~1e-5 in the image and
+    # ~2e-3 in the gradients; a face passed over where it reaches would cost O(1)
+    f64 = dtype == torch.float64
+    assert torch.allclose(ours.double(), ref, atol=1e-10 if f64 and exact else 2e-4, rtol=0)
+    for a, b in zip(g_ours, g_ref):
+        assert (a.double() - b).norm() <= (1e-9 if f64 and exact else 1e-3 if f64 else 1e-2) * b.norm()
+
+
 def test_gradcheck_per_vertex():
     sv, faces, colors, bg = scene(seed=2, n_tri=4)
     args = [x.clone().requires_grad_() for x in (sv, colors, bg)]
