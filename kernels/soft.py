@@ -937,8 +937,10 @@ def build(real, LANES=1, BR=1):
                 col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
                 r0, r1 = rows_of(fs, f, H, 0, H - 1)
                 for rb in range(r0 // BR, r1 // BR + 1):
-                    c0 = W  # the columns the face can reach in the block's rows
+                    c0 = W  # the columns the face can reach in the block's rows, and in each lane's row
                     c1 = -1
+                    c0v = iL(W)
+                    c1v = iL(-1)
                     for j in ti.static(range(BR)):
                         r = rb * BR + j
                         if r >= r0 and r <= r1:
@@ -946,15 +948,20 @@ def build(real, LANES=1, BR=1):
                             if s0 <= s1:
                                 c0 = ti.min(c0, s0)
                                 c1 = ti.max(c1, s1)
+                                for l in ti.static(range(LANES)):
+                                    if ti.static(l // BC == j):
+                                        c0v[l] = s0
+                                        c1v[l] = s1
                     y = ti.cast(rb * BR + lrow, real) + real(0.5) - oy
                     for sg in range(c0 // SEG, c1 // SEG + 1):
                         if c0 > c1 or smax[b, rb, sg] <= rank_f:
                             continue  # every pixel of the segment cut at or before f
                         for cb in range(ti.max(c0, sg * SEG) // BC, ti.min(c1, sg * SEG + SEG - 1) // BC + 1):
                             # pairs the forward summed (rank below the pixel's cut; cut 0 outside the
-                            # image), of active pixels; the disk holds every pixel with
-                            # inside | d2 <= d2cull, so the lanes need no span test
-                            ok = rank_f < load(cutb, (b * HB + rb) * WB + cb)
+                            # image), of active pixels, in their row's span (which holds every pixel
+                            # with inside | d2 <= d2cull: the test only spares lanes the work)
+                            ccl = cb * BC + lcol
+                            ok = (ccl >= c0v) & (ccl <= c1v) & (rank_f < load(cutb, (b * HB + rb) * WB + cb))
                             if count(ok) == 0:
                                 continue
                             q0 = (b * (5 + C) * HB + rb) * WB + cb
@@ -964,7 +971,7 @@ def build(real, LANES=1, BR=1):
                             ok = ok & (load(pb, q0 + 4 * PSB) != 0) & (colour | (ga != 0))
                             if count(ok) == 0:
                                 continue
-                            x = ti.cast(cb * BC + lcol, real) + real(0.5) - ox
+                            x = ti.cast(ccl, real) + real(0.5) - ox
                             a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
                             m = ok & (inside | (d2 <= d2cull))
                             if count(m) == 0:
