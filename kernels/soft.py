@@ -45,11 +45,12 @@ The forward runs one thread per block of pixels of a screen tile (below); the bl
 pixels' running sums (zm, Z, sum of max(x, 0), T, colour) in registers while it walks its tile's
 faces, passing over those whose disk holds none of its pixels (``entry_disks``: packed per tile
 entry in 16 bits, read in list order, so a face's row of fs is touched only when it is used). Per
-pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per *face* over the rows of blocks its disk reaches, so a
-face's vertex gradients accumulate in registers (no per-pixel atomics); ``scatter_*`` then add
-face gradients to vertices. Neither pass tests a pixel against the face's span: a pair is summed
-when ``inside | d2 <= d2cull`` (and the pixel is not cut), and the boxes and disks only choose
-which blocks are computed, so the two passes sum the same pairs whatever their blocks. Taichi's
+pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per
+*face* over the rows of blocks its disk reaches, so a face's vertex gradients accumulate in
+registers (no per-pixel atomics); ``scatter_*`` then add face gradients to vertices. A pair is
+summed when ``inside | d2 <= d2cull`` (and the pixel is not cut); the disks, boxes and the
+backward's row spans hold every such pixel and only spare work (which blocks, and in the backward
+which lanes, are computed), so the two passes sum the same pairs whatever their blocks. Taichi's
 autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
 
 Pixel blocks. Both passes compute blocks of LANES pixels, BR rows of BC = LANES / BR (``lanes``,
