@@ -170,10 +170,10 @@ def lanes(kernel):
 
 def pixel_blocks(B, H, W, C, lanes_, rows):
     """Sizes, in blocks of ``lanes_`` values, of the backward's per-pixel inputs ``(pb, cutb)``
-    (``pixel_prep``): 5 + C float planes and one int32 plane of B x ceil(H / rows) x
+    (``pixel_prep``): 4 + C floats and one int32 for each of the B x ceil(H / rows) x
     ceil(W / (lanes_ / rows)) blocks of rows x lanes_ / rows pixels."""
-    per_plane = B * -(-H // rows) * -(-W // (lanes_ // rows))
-    return per_plane * (5 + C), per_plane
+    n = B * -(-H // rows) * -(-W // (lanes_ // rows))
+    return n * (4 + C), n
 
 
 def underflow(real):
@@ -218,9 +218,14 @@ def build(real, LANES=1, BR=1):
             a[i] = v
 
     @ti.func
-    def count(mask):
-        """Lanes set in a mask (Taichi 1.7 sums a comparison's 1-bit lanes in 1 bit: cast first)."""
-        return ti.cast(mask, ti.i32).sum()
+    def any_lane(mask):
+        """Whether any lane of a mask is set: an OR of the lanes, which LLVM turns into a mask move
+        and a test (a sum of the lanes, 1.7's other spelling, was extracted lane by lane)."""
+        v = ti.cast(mask, ti.i32)
+        r = v[0]
+        for l in ti.static(range(1, LANES)):
+            r |= v[l]
+        return r != 0
 
     @ti.func
     def vexp(x):
@@ -551,7 +556,7 @@ def build(real, LANES=1, BR=1):
         depth test first (the face well behind the pixel's front)."""
         dz = (zm - zmin) * cz
         sat = dz < real(-CUT_PREFILTER)
-        if count(sat) > 0:  # the exps only for blocks the cheap test leaves (most blocks: none)
+        if any_lane(sat):  # the exps only for blocks the cheap test leaves (most blocks: none)
             sat = sat & (vexp(dz) * nrem * kc <= Z) & ((real(1.0) + Tp) * tol >= vexp(-L))
         return sat
 
@@ -562,7 +567,7 @@ def build(real, LANES=1, BR=1):
         L = ti.select(m, L + ti.max(xx, real(0.0)), L)
         Tp = ti.select(m, Tp + ev * (real(1.0) + Tp), Tp)
         big = Tp > real(T_FOLD)
-        if count(big) > 0:
+        if any_lane(big):
             L = ti.select(big, L + ti.log(Tp), L)
             Tp = ti.select(big, real(0.0), Tp)
         return D, L, Tp
@@ -577,7 +582,7 @@ def build(real, LANES=1, BR=1):
         zp = real(1.0) / (qa + qb + qc)
         newmax = cm & (zp < zm)
         scl = vL(1.0)
-        if count(newmax) > 0:  # a new softmax max: rare after a pixel's first faces (depth order)
+        if any_lane(newmax):  # a new softmax max: rare after a pixel's first faces (depth order)
             scl = ti.select(newmax, vexp((zp - zm) * cz), real(1.0))
         zm = ti.select(newmax, zp, zm)
         w = D * vexp((zm - zp) * cz)
@@ -734,18 +739,18 @@ def build(real, LANES=1, BR=1):
                         zmin = fs[f, FS_ZMIN]  # the face's nearest depth: its largest z_j / gamma
                         if ti.static(approx):
                             sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
-                            if count(sat) > 0:
+                            if any_lane(sat):
                                 cutv = ti.select(sat, rank[f], cutv)
                                 go = go & (sat == 0)
-                                if count(go) == 0:
+                                if not any_lane(go):
                                     break
                         ox, oy, xs, ys, ab, tc = face_frame(fs, f, True)
                         a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, px - ox, py - oy)
                         m = go & (inside | (d2 <= d2cull))
-                        if count(m) > 0:
+                        if any_lane(m):
                             D, L, Tp = lane_coverage(L, Tp, m, ti.select(inside, d2 * k2, -d2 * k2))
                             cm = m & ((zm - zmin) * cz >= -uf)  # else w = D exp((zm - zp) cz) is exactly 0
-                            if count(cm) > 0:
+                            if any_lane(cm):
                                 iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
                                 col = ti.Matrix([[fcol[f, i, ch] for ch in ti.static(range(C))]
                                                  for i in ti.static(range(3))], real)
@@ -756,39 +761,44 @@ def build(real, LANES=1, BR=1):
     @kernel
     def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, pb: sarr, cutb: siarr, C: ti.template()):
         """Per-pixel backward constants, in blocks of BR x BC pixels (lane l: row l // BC, column
-        l % BC of its block; the backward's loads): ``pb`` planes (B, 5 + C, HB, WB) of blocks,
-        HB = ceil(H / BR), WB = ceil(W / BC): zm, 1 / Z, g_alpha (1 - alpha), g_rgb . rgb, active
-        (any non-zero gradient), then g_rgb; ``cutb`` (B, HB, WB) the forward's cut. Lanes
-        outside the image: inactive, cut 0."""
+        l % BC of its block; the backward's loads): ``pb`` (B, HB, WB, 4 + C) blocks, HB =
+        ceil(H / BR), WB = ceil(W / BC), each block's values together (one block's are a few
+        cache lines; planes apart measured 10% slower): zm, 1 / Z, g_alpha (1 - alpha), g_rgb .
+        rgb, then g_rgb; ``cutb`` (B, HB, WB) the forward's cut, 0 for pixels whose gradient is
+        all zero (no pair of theirs adds anything) and lanes outside the image. A pixel whose rgb
+        gradient is 0 gets zm = -1e30 (its colour parts are 0: the backward's underflow test
+        skips them)."""
         B, H, W = out.shape[0], out.shape[1], out.shape[2]
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
         for b, rb, cb in ti.ndrange(B, HB, WB):
-            base = (b * (5 + C) * HB + rb) * WB + cb
-            vals = ti.Matrix.zero(real, 5 + C, LANES)
+            base = ((b * HB + rb) * WB + cb) * (4 + C)
+            vals = ti.Matrix.zero(real, 4 + C, LANES)
             cv = iL(0)
             for l in ti.static(range(LANES)):
                 r = rb * BR + l // BC
                 c = cb * BC + l % BC
                 if r < H and c < W:
                     G = real(0.0)
-                    act = 0
+                    act_rgb = 0
                     for ch in ti.static(range(C)):
                         G += gout[b, r, c, ch] * out[b, r, c, ch]
-                        vals[5 + ch, l] = gout[b, r, c, ch]
+                        vals[4 + ch, l] = gout[b, r, c, ch]
                         if gout[b, r, c, ch] != 0:
-                            act = 1
+                            act_rgb = 1
                     ga = gout[b, r, c, C] * aux[b, r, c, 3]
+                    act = act_rgb
                     if ga != 0:
                         act = 1
-                    vals[0, l] = aux[b, r, c, 0]
+                    # no rgb gradient: every pair's colour part is 0; a front depth no face is behind
+                    # by less than the underflow bound makes the backward's colour test skip it
+                    vals[0, l] = ti.select(act_rgb != 0, aux[b, r, c, 0], real(-1e30))
                     vals[1, l] = real(1.0) / aux[b, r, c, 1]
                     vals[2, l] = ga
                     vals[3, l] = G
-                    vals[4, l] = real(act)
-                    cv[l] = cut[b, r, c]
-            for k in ti.static(range(5 + C)):
-                store(pb, base + k * HB * WB, vL([vals[k, l] for l in ti.static(range(LANES))]))
+                    cv[l] = ti.select(act != 0, cut[b, r, c], 0)
+            for k in ti.static(range(4 + C)):
+                store(pb, base + k, vL([vals[k, l] for l in ti.static(range(LANES))]))
             store(cutb, (b * HB + rb) * WB + cb, cv)
 
     @ti.func
@@ -920,7 +930,6 @@ def build(real, LANES=1, BR=1):
         uf = real(UF)
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
-        PSB = HB * WB  # blocks per plane of pb
         lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
         lcol = iL([l % BC for l in ti.static(range(LANES))])
         for f in range(gface.shape[0]):
@@ -958,24 +967,25 @@ def build(real, LANES=1, BR=1):
                         if c0 > c1 or smax[b, rb, sg] <= rank_f:
                             continue  # every pixel of the segment cut at or before f
                         for cb in range(ti.max(c0, sg * SEG) // BC, ti.min(c1, sg * SEG + SEG - 1) // BC + 1):
-                            # pairs the forward summed (rank below the pixel's cut; cut 0 outside the
-                            # image), of active pixels, in their row's span (which holds every pixel
-                            # with inside | d2 <= d2cull: the test only spares lanes the work)
+                            # pairs the forward summed (rank below the pixel's cut; pixel_prep's cut is
+                            # 0 outside the image and where the gradient is 0), in their row's span
+                            # (which holds every pixel with inside | d2 <= d2cull: the test only
+                            # spares lanes the work)
                             ccl = cb * BC + lcol
                             ok = (ccl >= c0v) & (ccl <= c1v) & (rank_f < load(cutb, (b * HB + rb) * WB + cb))
-                            if count(ok) == 0:
+                            if not any_lane(ok):
                                 continue
-                            q0 = (b * (5 + C) * HB + rb) * WB + cb
+                            q0 = ((b * HB + rb) * WB + cb) * (4 + C)
                             zm = load(pb, q0)
-                            ga = load(pb, q0 + 2 * PSB)
+                            ga = load(pb, q0 + 2)
                             colour = (zm - zmin) * cz >= -uf  # else w = 0 exactly: no colour/depth gradient
-                            ok = ok & (load(pb, q0 + 4 * PSB) != 0) & (colour | (ga != 0))
-                            if count(ok) == 0:
+                            ok = ok & (colour | (ga != 0))
+                            if not any_lane(ok):
                                 continue
                             x = ti.cast(ccl, real) + real(0.5) - ox
                             a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
                             m = ok & (inside | (d2 <= d2cull))
-                            if count(m) == 0:
+                            if not any_lane(m):
                                 continue
                             sgn = ti.select(inside, real(1.0), real(-1.0))
                             D, omD, _ = lane_sigmoid(sgn * d2 * k2)
@@ -984,19 +994,19 @@ def build(real, LANES=1, BR=1):
                             gab0 = vL(0.0)
                             gab1 = vL(0.0)
                             gab2 = vL(0.0)
-                            if count(cl) > 0:
+                            if any_lane(cl):
                                 ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
-                                grgb = ti.Matrix([[load(pb, q0 + (5 + ch) * PSB)[l] for l in ti.static(range(LANES))]
+                                grgb = ti.Matrix([[load(pb, q0 + 4 + ch)[l] for l in ti.static(range(LANES))]
                                                   for ch in ti.static(range(C))], real)
                                 gxc, gab0, gab1, gab2 = lane_colour_grad(gcl, gz, cl, D, omD, ba0, ba1, ba2, iz, zm,
-                                                                         load(pb, q0 + PSB), load(pb, q0 + 3 * PSB),
+                                                                         load(pb, q0 + 1), load(pb, q0 + 3),
                                                                          grgb, col, cz, per_face, C)
                                 g_x += gxc
                             # coverage: x = sgn d^2 k2, envelope theorem on the nearest edge ke
                             g_d2 = ti.select(m, g_x * sgn * k2, real(0.0))
                             lane_edge_grad(gx, gy, fs, f, xs, ys, x, y, inside, ke, tb, g_d2, gab0, gab1, gab2)
                             mi = inside & cl
-                            if count(mi) > 0:
+                            if any_lane(mi):
                                 lane_inside_grad(gx, gy, mi, fs[f, FS_IA], xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
             for i in ti.static(range(3)):
                 sx = real(0.0)

@@ -136,6 +136,25 @@ def test_matches_dense_reference(per_face, kw):
         assert torch.allclose(a, b, atol=1e-8, rtol=1e-8), (a - b).abs().max()
 
 
+def test_pixels_with_zero_rgb_or_zero_gradient_match_dense_reference():
+    """The backward passes over the pairs of pixels whose gradient is all 0 (their cut is set to
+    0) and over the colour part at pixels whose rgb gradient is 0 (an alpha-only loss, as in
+    silhouette fitting): the gradients still match the dense reference."""
+    H, W = 21, 17
+    sv, faces, colors, bg = scene(seed=6, H=H, W=W, n_tri=6)
+    weight = torch.randn(2, H, W, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    rows = torch.arange(H)[:, None].expand(H, W)
+    weight[:, rows % 3 == 0, :3] = 0.0  # alpha gradient only
+    weight[:, rows % 3 == 1, :] = 0.0   # no gradient at all
+    kw = dict(sigma=1e-3, gamma=1e-2, near=0.5, far=10.0)
+    for w in (weight, torch.cat([torch.zeros_like(weight[..., :3]), weight[..., 3:]], -1)):
+        ours, g_ours = _grads(lambda s, c, b: soft(s, faces, c, (H, W), b, **kw), (sv, colors, bg), w)
+        ref, g_ref = _grads(lambda s, c, b: ref_soft(s, faces, c, (H, W), b, **kw), (sv, colors, bg), w)
+        assert float(g_ref[0].abs().max()) > 1e-3
+        for a, b in zip(g_ours, g_ref):
+            assert torch.allclose(a, b, atol=1e-10, rtol=1e-8), (a - b).abs().max()
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("exact", [True, False])
 def test_faces_whose_disks_do_not_pack_match_dense_reference(exact, dtype):
