@@ -43,8 +43,9 @@ are never visited.
 
 The forward runs one thread per block of pixels of a screen tile (below); the block keeps its
 pixels' running sums (zm, Z, sum of max(x, 0), T, colour) in registers while it walks its tile's
-faces, passing over those whose disk holds none of its pixels (``entry_disks``: packed per tile
-entry in 16 bits, read in list order, so a face's row of fs is touched only when it is used). Per
+faces, passing over those whose box and disk hold none of its cell's pixel centres
+(``entry_masks``: a bit per cell of the tile for each tile entry, read in list order, so a face's
+row of fs is touched only when it is used). Per
 pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per
 *face* over the rows of blocks its disk reaches, so a face's vertex gradients accumulate in
 registers (no per-pixel atomics); ``scatter_*`` then add face gradients to vertices. A pair is
@@ -129,14 +130,19 @@ FS_AB = 20     # barycentric planes ab (3 x 3, row-major), in the frame of verte
 FS_TC = 29     # edge-parameter planes tc (3 x 3, row-major), in the frame of vertex 0
 FS_ZMIN = 38   # the nearest vertex depth 1 / max(1 / z_i)
 K = 39
+# Layout of setup's reach (E, NREACH): where each entry reaches, a row of its own (one cache line for
+# two entries: the passes that read it by tile entry miss the cache on each).
+REACH_BOX = 0   # xmin, xmax, ymin, ymax (pixels), the binning box (kernels/binning.py reads these)
+REACH_DISK = 4  # disk centre x, y and radius, as FS_DISK
+NREACH = 8      # (the last column is padding, 0)
 
 # cut[p] of a pixel the depth-ordered walk never stopped early (every rank is below it).
 NO_CUT = 2**31 - 1
 # The cut-off test (``lane_saturated``) passes only for faces this many softmax units behind the
 # pixel's front (exp(-8) ~ 3e-4: nearer faces can rarely pass it, and the test costs two exps).
 CUT_PREFILTER = 8.0
-# entry_disks: a disk that does not fit its 16-bit packing.
-DISK_NONE = 0xFFFF
+# entry_masks: the cells of a tile (a bit each in an int32 mask) are at most MASK_SIDE x MASK_SIDE.
+MASK_SIDE = 4
 # Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
 # all cut at or before a face without loading them (a multiple of every block width).
 SEG = 16
@@ -196,6 +202,8 @@ def build(real, LANES=1, BR=1):
 
     BC = LANES // BR  # blocks of BR rows of BC pixels (lane l: row l // BC, column l % BC)
     vL = ti.types.vector(LANES, real)
+    vM = ti.types.vector(MASK_SIDE * MASK_SIDE, real)
+    iM = ti.types.vector(MASK_SIDE * MASK_SIDE, ti.i32)
     iL = ti.types.vector(LANES, ti.i32)
     # Block planes (the backward's inputs): flat arrays of LANES-pixel blocks (torch / NumPy shape
     # (n, LANES)), so a block is one vector load / store; plain flat arrays for LANES = 1.
@@ -238,12 +246,13 @@ def build(real, LANES=1, BR=1):
             xc = ti.min(ti.max(x, real(-87.0)), real(88.0))
             n = ti.floor(xc * real(1.44269504088896341) + real(0.5))
             r = xc - n * real(0.693359375) + n * real(2.12194440e-4)
-            p = real(1.9875691500e-4) * r + real(1.3981999507e-3)
-            p = p * r + real(8.3334519073e-3)
-            p = p * r + real(4.1665795894e-2)
-            p = p * r + real(1.6666665459e-1)
-            p = p * r + real(5.0000001201e-1)
-            p = p * (r * r) + r + real(1.0)
+            # Cephes' polynomial by Estrin's scheme (three short chains, not Horner's six deep: the
+            # kernels' lane code waits on these exps)
+            r2 = r * r
+            pa = real(1.9875691500e-4) * r + real(1.3981999507e-3)
+            pb = real(8.3334519073e-3) * r + real(4.1665795894e-2)
+            pc = real(1.6666665459e-1) * r + real(5.0000001201e-1)
+            p = (pa * r2 + pb) * (r2 * r2) + pc * r2 + r + real(1.0)
             ni = ti.cast(n, ti.i32)
             two_n = vL([ti.bit_cast((ni[l] + 127) << 23, ti.f32) for l in ti.static(range(LANES))])
             res = p * two_n
@@ -419,9 +428,12 @@ def build(real, LANES=1, BR=1):
         return c0, c1
 
     @kernel
-    def setup(sv: arr, faces: iarr, tab: iarr, fs: arr, bbox: arr, near: real, margin: real, use_disk: ti.i32):
-        """Per-entry constants into fs (E, K) and the binning box into bbox (E, 4): the vertex box
-        grown by ``margin`` pixels, cut to the disk of radius R + margin around the centroid if use_disk."""
+    def setup(sv: arr, faces: iarr, tab: iarr, fs: arr, reach: arr, near: real, margin: real, use_disk: ti.i32):
+        """Per-entry constants into fs (E, K) and where each entry reaches into reach (E, NREACH):
+        the binning box (``REACH_BOX``: the vertex box grown by ``margin`` pixels, cut to the disk
+        of radius R + margin around the centroid if use_disk), then the disk (``REACH_DISK``: centre
+        and radius, -1 without) as in fs, in rows of their own for the passes that read them by
+        tile entry (``entry_masks``, binning)."""
         for f in range(fs.shape[0]):
             b, g = entry_face(tab, f)
             bs = b if sv.shape[0] > 1 else 0
@@ -469,12 +481,14 @@ def build(real, LANES=1, BR=1):
                                  ti.max(box[2], cy - rad), ti.min(box[3], cy + rad)], real)
             if not ok:
                 box = ti.Vector([1.0, -1.0, 1.0, -1.0], real)
+            disk = vec3(cx, cy, rad)
             for k in ti.static(range(4)):
                 fs[f, FS_BOX + k] = box[k]
-                bbox[f, k] = box[k]
-            fs[f, FS_DISK] = cx
-            fs[f, FS_DISK + 1] = cy
-            fs[f, FS_DISK + 2] = rad
+                reach[f, REACH_BOX + k] = box[k]
+            for k in ti.static(range(3)):
+                fs[f, FS_DISK + k] = disk[k]
+                reach[f, REACH_DISK + k] = disk[k]
+            reach[f, NREACH - 1] = real(0.0)
 
     @kernel
     def entry_colours(colors: arr, faces: iarr, tab: iarr, fcol: arr, cmaxb: karr, per_face: ti.i32,
@@ -614,71 +628,78 @@ def build(real, LANES=1, BR=1):
                 aux[b, r, c, 3] = ti.exp(S)
                 cut[b, r, c] = cutv[l]
 
+    @ti.func
+    def tile_cells(T):
+        """The cell grid of a T x T tile's blocks (``entry_masks``): (TBr, TBc) blocks per tile
+        column and row, (CR, CC) cells, at most MASK_SIDE x MASK_SIDE; block (i, j) is in cell
+        (i CR // TBr, j CC // TBc)."""
+        TBr = (T + BR - 1) // BR
+        TBc = (T + BC - 1) // BC
+        return TBr, TBc, ti.min(TBr, MASK_SIDE), ti.min(TBc, MASK_SIDE)
+
     @kernel
-    def entry_disks(fs: arr, offsets: iarr, tile_faces: iarr, torder: iarr, edisk: iarr, H: ti.i32, W: ti.i32,
+    def entry_masks(reach: arr, offsets: iarr, tile_faces: iarr, torder: iarr, emask: iarr, W: ti.i32, H: ti.i32,
                     T: ti.i32):
-        """edisk (N, 2) int32 for the N tile entries of (offsets, tile_faces): the entry's face disk
-        (``setup``) in its tile's coordinates, in 1/16 pixel, centre rounded and radius rounded up
-        and grown by one unit (so the packed disk holds the disk): ``(cx + 32768) | (cy + 32768) <<
-        16``, then the radius; radius DISK_NONE where the disk does not fit 16 bits (or there is
-        none), and the forward tests the face's box and disk in fs instead. The forward's blocks
-        read these in list order, before touching a face's row of fs (a cache miss per entry)."""
+        """emask (N,) int32 for the N tile entries of (offsets, tile_faces): bit ``a CC + c`` set
+        when the face's box and disk (``setup``'s reach; they hold every pixel it reaches) reach a pixel
+        centre of cell (a, c) of its tile (``tile_cells``: on the CPU with 16-pixel tiles a cell is
+        one 4 x 4 block). The forward's blocks test their cell's bit, reading the masks in list
+        order, so a face's row of fs is touched only by the blocks that use it (the first fs load
+        of an entry was the forward's hottest cache miss), and a tile tests each face once per
+        cell instead of once per block and face."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
+        TBr, TBc, CR, CC = tile_cells(T)
         for it in range(torder.shape[0]):
             tid = torder[it]  # balanced over the threads (``_binning.tile_schedule``)
             tile = tid % (ntx * nty)
             r_lo = (tile // ntx) * T
             c_lo = (tile % ntx) * T
-            for k in range(offsets[tid], offsets[tid + 1]):
-                f = tile_faces[k]
-                qx = (fs[f, FS_DISK] - real(c_lo)) * real(16.0)
-                qy = (fs[f, FS_DISK + 1] - real(r_lo)) * real(16.0)
-                qr = fs[f, FS_DISK + 2] * real(16.0)
-                packed = 0
-                rq = DISK_NONE
-                if qr >= 0 and qr < real(60000.0) and ti.abs(qx) < real(32000.0) and ti.abs(qy) < real(32000.0):
-                    # rounding moves the centre by <= sqrt(2) / 2 units < the one unit added
-                    packed = (ti.round(qx, ti.i32) + 32768) | ((ti.round(qy, ti.i32) + 32768) << 16)
-                    rq = ti.ceil(qr, ti.i32) + 1
-                edisk[k, 0] = packed
-                edisk[k, 1] = rq
-
-    @ti.func
-    def block_reaches(fs: arr, edisk: iarr, k, f, br0, bc0, xl, yt):
-        """Whether tile entry k (face f) can reach the BR x BC block whose first tile row and column
-        are br0, bc0 (top-left pixel centre xl, yt in pixels): its packed disk (``entry_disks``),
-        else its box and disk in fs. Both hold every pixel the face reaches."""
-        rq = edisk[k, 1]
-        hit = True
-        if rq != DISK_NONE:
-            w = edisk[k, 0]
-            cx = (w & 0xFFFF) - 32768
-            cy = ((w >> 16) & 0xFFFF) - 32768
-            x0 = 16 * bc0 + 8  # the block's pixel centres, in 1/16 pixel of the tile
-            y0 = 16 * br0 + 8
-            dx = ti.max(ti.max(x0 - cx, cx - (x0 + 16 * (BC - 1))), 0)
-            dy = ti.max(ti.max(y0 - cy, cy - (y0 + 16 * (BR - 1))), 0)
-            fx = ti.cast(dx, ti.f32)
-            fy = ti.cast(dy, ti.f32)
-            fr = ti.cast(rq, ti.f32)
-            hit = fx * fx + fy * fy <= fr * fr  # (float: exact below 2^24, and 1e-7 off above)
-        else:
-            xr = xl + real(ti.static(BC - 1.0))
-            yb = yt + real(ti.static(BR - 1.0))
-            hit = (yb >= fs[f, FS_BOX + 2]) & (yt <= fs[f, FS_BOX + 3]) & (xr >= fs[f, FS_BOX]) & \
-                (xl <= fs[f, FS_BOX + 1])
-            rad = fs[f, FS_DISK + 2]
-            if hit and rad >= 0:
-                cx = fs[f, FS_DISK]
-                cy = fs[f, FS_DISK + 1]
-                dx = ti.max(ti.max(xl - cx, cx - xr), real(0.0))  # to the nearest pixel centre of the block
-                dy = ti.max(ti.max(yt - cy, cy - yb), real(0.0))
-                hit = dx * dx + dy * dy <= rad * rad
-        return hit
+            # each cell's pixel-centre rectangle: its first and last block rows / columns
+            x0 = vM(0.0)
+            x1 = vM(0.0)
+            y0 = vM(0.0)
+            y1 = vM(0.0)
+            bits = iM(0)  # each cell's bit, 0 for cells beyond the grid
+            for q in ti.static(range(MASK_SIDE * MASK_SIDE)):
+                a = q // MASK_SIDE
+                c = q % MASK_SIDE
+                y0[q] = real(r_lo + ((a * TBr + CR - 1) // CR) * BR) + real(0.5)
+                y1[q] = real(r_lo + (((a + 1) * TBr + CR - 1) // CR) * BR - 1) + real(0.5)
+                x0[q] = real(c_lo + ((c * TBc + CC - 1) // CC) * BC) + real(0.5)
+                x1[q] = real(c_lo + (((c + 1) * TBc + CC - 1) // CC) * BC - 1) + real(0.5)
+                if a < CR and c < CC:
+                    bits[q] = 1 << (a * CC + c)
+            k0 = offsets[tid]
+            k1 = offsets[tid + 1]
+            # software-pipelined: entry k + 1's row is loaded before entry k is tested, so its cache
+            # miss (the faces are in depth order: rows far apart) overlaps the work
+            nxt = ti.Vector([real(0.0) for _ in ti.static(range(NREACH - 1))])
+            if k0 < k1:
+                f = tile_faces[k0]
+                nxt = ti.Vector([reach[f, q] for q in ti.static(range(NREACH - 1))])
+            for k in range(k0, k1):
+                cur = nxt
+                if k + 1 < k1:
+                    f = tile_faces[k + 1]
+                    nxt = ti.Vector([reach[f, q] for q in ti.static(range(NREACH - 1))])
+                hit = (y1 >= cur[REACH_BOX + 2]) & (y0 <= cur[REACH_BOX + 3]) & (x1 >= cur[REACH_BOX]) & \
+                    (x0 <= cur[REACH_BOX + 1])
+                rad = cur[REACH_DISK + 2]
+                if rad >= 0:
+                    cx = cur[REACH_DISK]
+                    cy = cur[REACH_DISK + 1]
+                    dx = ti.max(ti.max(x0 - cx, cx - x1), real(0.0))  # to the cell's nearest pixel centre
+                    dy = ti.max(ti.max(y0 - cy, cy - y1), real(0.0))
+                    hit = hit & (dx * dx + dy * dy <= rad * rad)
+                mv = ti.select(hit, bits, 0)
+                m = mv[0]
+                for q in ti.static(range(1, MASK_SIDE * MASK_SIDE)):
+                    m |= mv[q]
+                emask[k] = m
 
     @kernel
-    def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, edisk: iarr, rank: iarr, out: arr, aux: arr,
+    def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, emask: iarr, rank: iarr, out: arr, aux: arr,
                 cut: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per block of BR x BC pixels of a T x T tile (NB = len(torder) BPT threads, BPT =
@@ -687,8 +708,8 @@ def build(real, LANES=1, BR=1):
 
         The block keeps its pixels' running sums (zm, Z, sum max(x, 0) + folded logs, T, the C
         unnormalised colour sums, the cut) in registers while it walks its tile's faces in depth
-        order. A face whose disk holds none of the block's centres is passed over
-        (``block_reaches``); otherwise every lane is computed and kept or dropped by a select (code
+        order. A face whose box and disk hold none of the centres of the block's cell is passed
+        over (``entry_masks``); otherwise every lane is computed and kept or dropped by a select (code
         LLVM turns into SIMD instructions on the CPU), with the formulas of the module docstring:
         a lane is summed when its pixel is not cut and ``inside | d2 <= d2cull`` (the disk holds
         every such pixel, so the backward's blocks reach the same pairs). With ``approx``, a
@@ -699,7 +720,7 @@ def build(real, LANES=1, BR=1):
         H, W = out.shape[1], out.shape[2]
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
-        TB = (T + BC - 1) // BC  # blocks per row of blocks of a tile
+        TBr, TB, CR, CC = tile_cells(T)  # TB: blocks per row of blocks of a tile
         uf = real(UF)
         lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
         lcol = iL([l % BC for l in ti.static(range(LANES))])
@@ -715,6 +736,7 @@ def build(real, LANES=1, BR=1):
             c_lo = (tile % ntx) * T
             r_hi = ti.min(r_lo + T, H) - 1
             c_hi = ti.min(c_lo + T, W) - 1
+            cbit = 1 << (((rb // TB) * CR // TBr) * CC + (rb % TB) * CC // TB)  # the block's cell (entry_masks)
             if r_lo + br0 <= r_hi and c_lo + bc0 <= c_hi:
                 cmax = ti.bit_cast(cmaxb[b], real)  # image b's largest |colour| (``entry_colours``)
                 for ch in ti.static(range(C)):
@@ -735,7 +757,7 @@ def build(real, LANES=1, BR=1):
                 k1 = offsets[tid + 1]
                 for k in range(offsets[tid], k1):
                     f = tile_faces[k]
-                    if block_reaches(fs, edisk, k, f, br0, bc0, px[0], py[0]):
+                    if emask[k] & cbit:
                         zmin = fs[f, FS_ZMIN]  # the face's nearest depth: its largest z_j / gamma
                         if ti.static(approx):
                             sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
@@ -1060,7 +1082,7 @@ def build(real, LANES=1, BR=1):
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_disks=entry_disks,
+                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_masks=entry_masks,
                           seg_max_cut=seg_max_cut).items():
         setattr(ns, name, obj)
     return ns

@@ -157,11 +157,12 @@ def test_pixels_with_zero_rgb_or_zero_gradient_match_dense_reference():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("exact", [True, False])
-def test_faces_whose_disks_do_not_pack_match_dense_reference(exact, dtype):
-    """The forward passes over faces by a disk packed per tile entry in 16 bits (kernels/soft.py
-    ``entry_disks``); a disk of radius >= 3750 px, or centred over 2000 px from the tile, does not
-    pack and the face's box and disk in fs are tested instead: such faces still reach every pixel
-    they should (with and without the cut-off, which is tested at faces that do not reach a pixel)."""
+def test_huge_and_far_centred_faces_match_dense_reference(exact, dtype):
+    """The forward passes over a face in the blocks whose cell of the tile its box and disk miss
+    (kernels/soft.py ``entry_masks``, float tests of pixel centres against the disk): a face of
+    radius ~3e4 px covering the image and a sliver from the image to 9000 px out still reach every
+    pixel they should (with and without the cut-off, which is tested at faces that do not reach a
+    pixel)."""
     H, W = 21, 17
     xy = np.array([[-2e4, -2e4], [3e4, -2e4], [-2e4, 3e4],      # covers the image, radius ~3e4 px
                    [3.0, 5.0], [8.0, 6.0], [9e3, 5.5],          # a sliver from the image to 9000 px out

@@ -110,11 +110,11 @@ def forward(inputs, params):
     K = dibr.build(real_type(A.dtype_name(sv)))
     kd, margin = _kd_margin(params)
     fs = A.empty(sv, (F, soft.K))
-    bbox = A.empty(sv, (F, 4))
-    K.setup(sv, faces, tab, fs, bbox, params["near"], margin, 0)
+    reach = A.empty(sv, (F, soft.NREACH))  # the binning box, then the (unused) disk
+    K.setup(sv, faces, tab, fs, reach, params["near"], margin, 0)
     # entries in index order in every tile: the per-pixel product is the same run to run
     order = A.index_rows(sv, 1, F)[0]
-    offsets, tile_faces = bin_faces(bbox, tab, H, W, params["tile"], order=order)
+    offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order)
     K.forward(fs, fid, offsets, tile_faces, tile_schedule(offsets), alpha, aux, params["tile"], kd)
     return (alpha,), (sv, faces, fid, tab, fs, aux)
 

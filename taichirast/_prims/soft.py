@@ -190,7 +190,7 @@ def forward(inputs, params):
     lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
     K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
-    fs, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
+    fs, reach, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
     # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
     fcol = A.empty(sv, (F, 3, C))
@@ -199,24 +199,25 @@ def forward(inputs, params):
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
-    edisk = A.empty(sv, (tile_faces.shape[0], 2), "int32")
-    K.entry_disks(fs, offsets, tile_faces, torder, edisk, H, W, T)
-    K.forward(fs, fcol, bg, offsets, tile_faces, edisk, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
+    emask = A.empty(sv, (tile_faces.shape[0],), "int32")
+    K.entry_masks(reach, offsets, tile_faces, torder, emask, W, H, T)
+    K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
 
 
 def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
-    """Per-entry constants ``fs (E, K)``, tile lists in depth order (nearest vertex first, then
-    face id) and each entry's place in that order ``rank (E,)`` int32."""
+    """Per-entry constants ``fs (E, K)`` and ``reach (E, NREACH)`` (kernels/soft.py ``setup``), tile
+    lists in depth order (nearest vertex first, then face id) and each entry's place in that order
+    ``rank (E,)`` int32."""
     from taichirast.kernels import soft
 
     H, W, E = params["H"], params["W"], params["E"]
     fs = A.empty(sv, (E, soft.K))
-    bbox = A.empty(sv, (E, 4))
+    reach = A.empty(sv, (E, soft.NREACH))
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
-    K.setup(sv, faces, tab, fs, bbox, params["near"], margin, 1)
+    K.setup(sv, faces, tab, fs, reach, params["near"], margin, 1)
     A.freeze(fs)  # read-only from here (reading its depths on the host keeps it on the device)
     # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last), per image
     inv_z = A.columns(fs, soft.FS_IZ, soft.FS_IZ + 3)
@@ -224,8 +225,8 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     counts = params["counts"]
     order = A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
     rank = ranks_of(order)
-    offsets, tile_faces = bin_faces(bbox, tab, H, W, params["tile"], order=order, rank=rank)
-    return fs, offsets, tile_faces, rank
+    offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order, rank=rank)
+    return fs, reach, offsets, tile_faces, rank
 
 
 def backward(saved, params, grads, needs):
