@@ -60,10 +60,12 @@ vector code: every lane is computed, and a lane outside the image, already cut, 
 radius is dropped by selects (``lane_*`` helpers), so LLVM emits SIMD instructions on the CPU
 (Taichi's CPU backend does not vectorise the per-pixel branches otherwise). Square blocks fit the
 disk a face reaches better than a row's (more of the computed lanes are summed). The backward's
-per-pixel inputs are laid out in its blocks (``pixel_blocks``; vector-typed ndarrays, so a block
-is one load), and a segment of blocks whose pixels were all cut before the face is passed over
-(``seg_max_cut``). float32 exps in blocks use an inlined polynomial (``vexp``, Cephes' expf,
-relative error ~1e-7) that vectorises; float64 uses ti.exp.
+per-pixel inputs are laid out in its blocks, a block's values together (``pixel_blocks``;
+vector-typed ndarrays), a segment of blocks whose pixels were all cut before the face is passed
+over (``seg_max_cut``), and a face's colour gradients are summed over the lanes per block
+(``fold_rows``: as lane vectors through the loop they crowded the registers). Any-lane tests are
+ORs of the lanes (``any_lane``: a mask move and a test). float32 exps in blocks use an inlined
+polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
 vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place, built by
