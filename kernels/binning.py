@@ -2,10 +2,10 @@
 
 Callers compute each face entry's screen bounding box (pixels, already grown by whatever margin
 the consumer needs, e.g. the soft rasterizer's sigma-dependent one) into ``bbox (E, 4)`` =
-``xmin, xmax, ymin, ymax`` (or the first four columns of a wider array); an entry with ``xmin > xmax`` is skipped (culled, degenerate, behind
-the camera). Entry e belongs to image b of ``tab (B, 3)`` (kernels/common.entry_face: the E
-entries are the B images' faces one after the other, ``sum`` of their counts, so memory is
-O(faces) whatever the meshes' sizes). Then
+``xmin, xmax, ymin, ymax`` (or the first four columns of a wider array, as SoftRas's ``reach``);
+an entry with ``xmin > xmax`` is skipped (culled, degenerate, behind the camera). Entry e belongs
+to image b of ``tab (B, 3)`` (kernels/common.entry_face: the E entries are the B images' faces one
+after the other, ``sum`` of their counts, so memory is O(faces) whatever the meshes' sizes). Then
 
 1. ``count``: each entry adds 1 to every tile of its image that its bbox touches
    (``counts (B * n_tiles,)``);

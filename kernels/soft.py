@@ -643,9 +643,9 @@ def build(real, LANES=1, BR=1):
     def entry_masks(reach: arr, offsets: iarr, tile_faces: iarr, torder: iarr, emask: iarr, W: ti.i32, H: ti.i32,
                     T: ti.i32):
         """emask (N,) int32 for the N tile entries of (offsets, tile_faces): bit ``a CC + c`` set
-        when the face's box and disk (``setup``'s reach; they hold every pixel it reaches) reach a pixel
-        centre of cell (a, c) of its tile (``tile_cells``: on the CPU with 16-pixel tiles a cell is
-        one 4 x 4 block). The forward's blocks test their cell's bit, reading the masks in list
+        when the face's box and disk (``setup``'s reach; they hold every pixel it reaches) reach a
+        pixel centre of cell (a, c) of its tile (``tile_cells``: on the CPU with 16-pixel tiles a
+        cell is one 4 x 4 block, on GPUs a 4 x 4 group of pixels). The forward's blocks test their cell's bit, reading the masks in list
         order, so a face's row of fs is touched only by the blocks that use it (the first fs load
         of an entry was the forward's hottest cache miss), and a tile tests each face once per
         cell instead of once per block and face."""
