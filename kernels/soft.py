@@ -837,7 +837,8 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def add_lanes(M: ti.template(), i: ti.template(), v):
-        """M[i, :] += v: a block's row of per-lane gradients (``fold_rows`` sums them)."""
+        """M[i, :] += v: a row of per-lane sums (the face's geometry sums gx, gy, gz; a block's colour
+        rows, which ``fold_rows`` then adds up)."""
         for l in ti.static(range(LANES)):
             M[i, l] += v[l]
 
@@ -867,7 +868,8 @@ def build(real, LANES=1, BR=1):
     def lane_colour_grad(gcl: ti.template(), gz: ti.template(), cl, D, omD, ba0, ba1, ba2, iz, zm, invZ, G, grgb,
                          col, cz, per_face, C: ti.template()):
         """Colour / depth part of the lanes in cl (module docstring, "Backward derivation"): adds
-        the colour gradients to gcl (3 C) and the 1 / z_i ones to gz; returns (g_x's colour term,
+        the colour gradients to gcl (3 C sums, packed by ``fold_rows``) and the 1 / z_i ones to the
+        lane sums gz; returns (g_x's colour term,
         g_abar_0, g_abar_1, g_abar_2), 0 off cl. grgb (C, LANES): the pixels' g_rgb."""
         qa = ba0 * iz[0]
         qb = ba1 * iz[1]
