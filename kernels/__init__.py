@@ -48,8 +48,10 @@ def real_type(dtype_name: str):
 
 def tile_block_dim() -> int:
     """Threads per block for the one-thread-per-tile loops (kernels/soft.py, kernels/dibr.py), for
-    the arch Taichi runs on now: 1 on the CPU (tiles carry very uneven work: one per task keeps the
-    scheduler balanced), 64 on GPUs (with one thread per block Taichi dispatches 131,072
+    the arch Taichi runs on now: 1 on the CPU, which Taichi 1.7 ignores there (its adaptive CPU
+    block size makes tasks of at least 512 consecutive iterations, whatever ``loop_config`` says;
+    measured, see kernels/binning.py ``fill_chunks``: honouring 1 by turning the adaptation off
+    made no difference to the soft passes), 64 on GPUs (with one thread per block Taichi dispatches 131,072
     workgroups, above the 65,535 per dispatch that every Vulkan device guarantees: lavapipe refuses
     with ``Dispatch error: RhiResult(not_supported)``)."""
     return 1 if ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64) else 64

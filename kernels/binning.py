@@ -13,19 +13,24 @@ after the other, ``sum`` of their counts, so memory is O(faces) whatever the mes
 3. ``fill``: each entry claims a slot in each of its tiles with an atomic cursor and writes its
    index e at ``offsets[tile] + slot``.
 
-``fill_ordered`` is the deterministic variant: one thread walks the entries in a given order
-(``order (E,)``, each image's entries in the order wanted), so every tile's list is in that order, run to run (the soft
-rasterizer's depth-ordered walk, kernels/soft.py). Serial, it costs a few ns per entry on a CPU
-core -- and one GPU thread at memory latency per entry on a GPU (on an H200 the soft pass took
-163 ms for the bunny at 512², forward nearly all of it, growing with faces rather than pixels).
-On GPUs the same lists come from ``fill`` (parallel, timing-dependent order) followed by
-``sort_tiles``: one thread per tile heap-sorts its list by ``rank[e]`` (the entry's place in
-``order``, from ``ranks``; a tile holds one image's entries). Ranks are a permutation, so the sorted list is exactly
-``fill_ordered``'s, entry for entry (tests/test_binning.py).
+``count_chunks`` / ``fill_chunks`` are the deterministic variant: ``order (E,)`` (each image's
+entries in the order wanted) is cut into NC contiguous chunks; ``count_chunks`` counts each chunk's
+entries per tile (``ccount (NC, B * n_tiles)``, parallel over entries like ``count``), the counts'
+per-tile prefix over chunks gives each chunk its own cursor in each tile (``chunk_cursors``), and
+in ``fill_chunks`` one thread per chunk writes the chunk's entries in order from there: every
+tile's list is in ``order``, the same lists for any NC, run to run (the soft rasterizer's
+depth-ordered walk, kernels/soft.py). On a CPU core an entry costs a few ns at memory latency,
+so NC = the CPU threads (bunny at 512², 2 cores: count + fill 2.6 + 4.3 ms; one thread walking
+``order`` took 8.5 ms after a 2.9 ms count). On GPUs, where one thread at memory latency per entry is the whole pass
+(on an H200 the soft pass took 163 ms for the bunny at 512², forward nearly all of it, growing with
+faces rather than pixels), the same lists come from ``fill`` (parallel, timing-dependent order)
+followed by ``sort_tiles``: one thread per tile heap-sorts its list by ``rank[e]`` (the entry's
+place in ``order``, from ``ranks``; a tile holds one image's entries). Ranks are a permutation, so
+the sorted list is exactly the chunked fill's, entry for entry (tests/test_binning.py).
 
 List storage is sized from the counts, so no face is ever dropped (no fixed per-tile capacity).
 With ``fill`` the order of faces inside one tile depends on thread timing; the hard rasterizer
-breaks depth ties by face id, and the soft and DIB-R passes use ``fill_ordered``.
+breaks depth ties by face id, and the soft and DIB-R passes use the ordered fills.
 
 A pixel ``(py, px)`` of batch ``b`` lies in tile ``b * n_tiles + (py // T) * ntx + px // T`` and
 its candidate entries are ``tile_faces[offsets[tile] : offsets[tile + 1]]``. Pixel centres are at
@@ -39,6 +44,10 @@ import taichi as ti
 
 from . import kernel
 from .common import entry_face
+
+# Loop iterations between two chunks of ``fill_chunks`` (>= the largest task Taichi 1.7's CPU backend
+# makes of consecutive iterations, 1024), so each chunk is a task of its own.
+CHUNK_STRIDE = 1024
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,21 +95,87 @@ def build(real):
                     slot = ti.atomic_add(cursor[tile], 1)
                     tile_faces[offsets[tile] + slot] = f
 
+    @ti.func
+    def _chunk(n, NC, c):
+        """Places [lo, hi) of chunk c when n places are cut into NC contiguous chunks (the first
+        n % NC one longer)."""
+        q = n // NC
+        r = n % NC
+        lo = q * c + ti.min(c, r)
+        return lo, lo + q + ti.select(c < r, 1, 0)
+
+    @ti.func
+    def _chunk_of(i, n, NC):
+        """The chunk of place i (``_chunk``'s inverse; NC <= n)."""
+        q = n // NC
+        r = n % NC
+        c = i // (q + 1)
+        if i >= r * (q + 1):
+            c = r + (i - r * (q + 1)) // q
+        return c
+
     @kernel
-    def fill_ordered(bbox: arr, tab: iarr, order: iarr, offsets: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32,
-                     W: ti.i32, T: ti.i32):
+    def count_chunks(bbox: arr, tab: iarr, rank: iarr, ccount: iarr, H: ti.i32, W: ti.i32, T: ti.i32):
+        """ccount (NC, B * n_tiles), zero on entry: how many of each tile's entries the chunk c of
+        ``order`` holds (entry f is at place rank[f] of order); parallel over entries."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
-        ti.loop_config(serialize=True)
-        for i in range(order.shape[0]):
-            f = order[i]
+        NC = ccount.shape[0]
+        for f in range(bbox.shape[0]):
             b, _ = entry_face(tab, f)
+            c = _chunk_of(rank[f], bbox.shape[0], NC)
             tx0, tx1, ty0, ty1 = _tile_range(bbox, f, H, W, T)
             for ty in range(ty0, ty1 + 1):
                 for tx in range(tx0, tx1 + 1):
-                    tile = (b * nty + ty) * ntx + tx
-                    tile_faces[offsets[tile] + cursor[tile]] = f
-                    cursor[tile] += 1
+                    ti.atomic_add(ccount[c, (b * nty + ty) * ntx + tx], 1)
+
+    @kernel
+    def chunk_totals(ccount: iarr, counts: iarr):
+        """counts[tile] = the sum over chunks of ccount[:, tile]."""
+        for t in range(counts.shape[0]):
+            s = 0
+            for c in range(ccount.shape[0]):
+                s += ccount[c, t]
+            counts[t] = s
+
+    @kernel
+    def chunk_cursors(ccount: iarr, offsets: iarr):
+        """ccount (NC, n) -> each chunk's first slot in each tile, in place: ``offsets[tile]`` plus
+        the entries of the chunks before it."""
+        for t in range(ccount.shape[1]):
+            s = offsets[t]
+            for c in range(ccount.shape[0]):
+                k = ccount[c, t]
+                ccount[c, t] = s
+                s += k
+
+    @kernel
+    def fill_chunks(bbox: arr, tab: iarr, order: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32, W: ti.i32,
+                    T: ti.i32):
+        """Each chunk of ``order`` (one thread each) writes its entries, in order, from its own cursor
+        (``chunk_cursors``) in every tile: each tile's list is in ``order``, whatever NC. Chunk c is
+        iteration c * CHUNK_STRIDE of the loop (the others are empty): Taichi 1.7's CPU backend
+        runs at least 512 consecutive iterations of a parallel loop as one task (its adaptive
+        block size ignores ``loop_config(block_dim=...)``; measured: a 2-iteration loop of two
+        equal halves took the time of both), so NC consecutive iterations would run on one
+        thread."""
+        ntx = (W + T - 1) // T
+        nty = (H + T - 1) // T
+        NC = cursor.shape[0]
+        for it in range(NC * CHUNK_STRIDE):
+            if it % CHUNK_STRIDE == 0:
+                c = it // CHUNK_STRIDE
+                lo, hi = _chunk(order.shape[0], NC, c)
+                for i in range(lo, hi):
+                    f = order[i]
+                    b, _ = entry_face(tab, f)
+                    tx0, tx1, ty0, ty1 = _tile_range(bbox, f, H, W, T)
+                    for ty in range(ty0, ty1 + 1):
+                        for tx in range(tx0, tx1 + 1):
+                            tile = (b * nty + ty) * ntx + tx
+                            k = cursor[c, tile]
+                            tile_faces[k] = f
+                            cursor[c, tile] = k + 1
 
     @kernel
     def ranks(order: iarr, rank: iarr):
@@ -140,5 +215,6 @@ def build(real):
                 tile_faces[lo + end] = tmp
                 _sift_down(tile_faces, rank, lo, 0, end)
 
-    return types.SimpleNamespace(count=count, fill=fill, fill_ordered=fill_ordered, ranks=ranks,
+    return types.SimpleNamespace(count=count, fill=fill, count_chunks=count_chunks, chunk_totals=chunk_totals,
+                                 chunk_cursors=chunk_cursors, fill_chunks=fill_chunks, ranks=ranks,
                                  sort_tiles=sort_tiles)

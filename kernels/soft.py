@@ -68,11 +68,11 @@ ORs of the lanes (``any_lane``: a mask move and a test). float32 exps in blocks 
 polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
-vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place, built by
-``binning.fill_ordered``), so a pixel sums its faces in the same order whatever the tile size or
-thread timing: the forward is bitwise deterministic. With ``approx``, before visiting face f at
-pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than ``zmin_f``; f need
-not reach p) the walk stops for p (``cut[p] = rank[f]``) when
+vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place; the lists are
+built by kernels/binning.py's ordered fills), so a pixel sums its faces in the same order whatever
+the tile size or thread timing: the forward is bitwise deterministic. With ``approx``, before
+visiting face f at pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than
+``zmin_f``; f need not reach p) the walk stops for p (``cut[p] = rank[f]``) when
 
 * ``1 - alpha = exp(S) <= tol``: the skipped faces can only lower ``1 - alpha`` further, so
   ``|Δalpha| <= tol``; and

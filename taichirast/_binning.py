@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import _array as A
 
 
-def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, ordered_fill=None):
+def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, ordered_fill=None, chunks=None):
     """CSR tile lists for face-entry boxes ``bbox (E, 4)`` (xmin, xmax, ymin, ymax in pixels) of the
     images of ``tab (B, 3)`` (kernels/common.entry_face: image b owns entries ``tab[b, 2] ..
     tab[b, 2] + tab[b, 1] - 1``).
@@ -12,9 +12,10 @@ def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, order
     With ``order (E,)`` int32 (a permutation of the entries, each image's in the order wanted),
     every tile lists its entries in that order (deterministic); without it, in an order that depends
     on thread timing. ``rank (E,)``, the inverse permutation (``rank[order[i]] = i``), may be passed
-    when the caller has it. ``ordered_fill`` picks how ordered lists are made -- ``"serial"`` (one
-    thread walks ``order``: the CPU's default) or ``"sort"`` (parallel fill, then every tile's list
-    sorted by rank: the GPUs' default); both give the same lists.
+    when the caller has it. ``ordered_fill`` picks how ordered lists are made -- ``"chunks"``
+    (``order`` cut into ``chunks`` pieces, default the CPU threads, each counted and filled by one
+    thread: the CPU's default) or ``"sort"`` (parallel fill, then every tile's list sorted by rank:
+    the GPUs' default); all give the same lists (kernels/binning.py).
 
     Returns ``(offsets, tile_faces)``: int32 arrays of sizes ``B * n_tiles + 1`` and the total
     number of (tile, entry) pairs; tiles are row-major per image with ``ceil(W / tile)`` columns.
@@ -25,28 +26,51 @@ def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, order
     B = tab.shape[0]
     n_tiles = ((H + tile - 1) // tile) * ((W + tile - 1) // tile)
     counts = A.zeros(bbox, (B * n_tiles,), "int32")
+    if order is not None and _ordered_fill(ordered_fill) == "chunks":
+        rank = ranks_of(order) if rank is None else rank
+        return _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, _chunk_count(chunks, order.shape[0]))
     if bbox.shape[0] > 0:
         K.count(bbox, tab, counts, H, W, tile)
     offsets, total = A.cumsum_exclusive(counts)
     tile_faces = A.zeros(bbox, (max(total, 1),), "int32")
     if total > 0:
         cursor = A.zeros(bbox, (B * n_tiles,), "int32")
-        if order is not None and _ordered_fill(ordered_fill) == "serial":
-            K.fill_ordered(bbox, tab, order, offsets, cursor, tile_faces, H, W, tile)
-        else:
-            K.fill(bbox, tab, offsets, cursor, tile_faces, H, W, tile)
-            if order is not None:
-                K.sort_tiles(offsets, tile_faces, ranks_of(order) if rank is None else rank)
+        K.fill(bbox, tab, offsets, cursor, tile_faces, H, W, tile)
+        if order is not None:
+            K.sort_tiles(offsets, tile_faces, ranks_of(order) if rank is None else rank)
     return offsets, tile_faces
+
+
+def _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, NC):
+    """``bin_faces``' ordered lists by NC chunks of ``order`` (kernels/binning.py ``count_chunks``)."""
+    cursor = A.zeros(bbox, (NC, counts.shape[0]), "int32")
+    if order.shape[0] > 0:
+        K.count_chunks(bbox, tab, rank, cursor, H, W, tile)
+        K.chunk_totals(cursor, counts)
+    offsets, total = A.cumsum_exclusive(counts)
+    tile_faces = A.zeros(bbox, (max(total, 1),), "int32")
+    if total > 0:
+        K.chunk_cursors(cursor, offsets)
+        K.fill_chunks(bbox, tab, order, cursor, tile_faces, H, W, tile)
+    return offsets, tile_faces
+
+
+def _chunk_count(chunks, n):
+    if chunks is None:
+        import taichi as ti
+
+        chunks = ti.lang.impl.current_cfg().cpu_max_num_threads
+    return max(1, min(int(chunks), n))
 
 
 def tile_schedule(offsets, threads=None):
     """The order ``(n,)`` int32 in which a one-thread-per-tile kernel visits the n tiles of a CSR
     ``offsets (n + 1,)`` (same library and device).
 
-    Taichi 1.7's CPU backend hands a parallel range-for's iterations to its P threads in contiguous
-    chunks of about n / P, ``block_dim=1`` included (measured: with the first half of 1024
-    iterations heavy, one of two threads runs them all and the other idles). Tiles in image order
+    Taichi 1.7's CPU backend runs a parallel range-for of n iterations as tasks of min(1024,
+    max(512, n / (32 P))) consecutive iterations, whatever ``loop_config(block_dim=...)`` says
+    (measured: with the first half of 1024 iterations heavy, one of two threads runs them all and
+    the other idles). Tiles in image order
     then load the threads by how much of the mesh lies in their part of the image (bunny 512² soft
     forward: 1.5 of 2 cores busy). On the CPU the tiles are dealt, longest list first, to P chunks
     in a snake (0 .. P - 1, P - 1 .. 0, ...), so the chunks get equal counts and near-equal work,
@@ -86,11 +110,11 @@ def ranks_of(order):
 
 
 def _ordered_fill(choice):
-    if choice in ("serial", "sort"):
+    if choice in ("chunks", "sort"):
         return choice
     if choice is not None:
-        raise ValueError(f"bin_faces: ordered_fill must be 'serial', 'sort' or None, got {choice!r}")
+        raise ValueError(f"bin_faces: ordered_fill must be 'chunks', 'sort' or None, got {choice!r}")
     from .runtime import ensure_init
 
     # one thread at memory latency per entry is cheap on a CPU core, the whole pass on a GPU
-    return "serial" if ensure_init() == "cpu" else "sort"
+    return "chunks" if ensure_init() == "cpu" else "sort"

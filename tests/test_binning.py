@@ -1,6 +1,6 @@
 """Tile binning (kernels/binning.py, taichirast/_binning.py): the GPUs' ordered fill (parallel fill,
-then every tile's list heap-sorted by rank) gives exactly the lists of the CPU's serial ordered fill,
-and renders that use it are bitwise the same."""
+then every tile's list heap-sorted by rank) gives exactly the lists of the CPU's chunked ordered fill
+for any number of chunks, and renders that use either are bitwise the same."""
 import numpy as np
 import pytest
 import torch
@@ -30,13 +30,13 @@ def _boxes(seed, counts=(420, 180), H=37, W=53):
     return bbox, tab, order, H, W
 
 
-@pytest.mark.parametrize("seed, tile", [(0, 8), (1, 5), (2, 16)])
+@pytest.mark.parametrize("seed, tile, chunks", [(0, 8, 1), (1, 5, 2), (2, 16, 3), (3, 7, 599), (4, 8, None)])
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
-def test_sorted_fill_equals_the_serial_ordered_fill(seed, tile, kind):
+def test_sorted_fill_equals_the_chunked_ordered_fill(seed, tile, chunks, kind):
     bbox, tab, order, H, W = _boxes(seed)
     if kind == "torch":
         bbox, tab, order = torch.from_numpy(bbox), torch.from_numpy(tab), torch.from_numpy(order)
-    off_s, faces_s = _binning.bin_faces(bbox, tab, H, W, tile, order=order, ordered_fill="serial")
+    off_s, faces_s = _binning.bin_faces(bbox, tab, H, W, tile, order=order, ordered_fill="chunks", chunks=chunks)
     off_p, faces_p = _binning.bin_faces(bbox, tab, H, W, tile, order=order, ordered_fill="sort")
     off_s, faces_s, off_p, faces_p = (np.asarray(x) for x in (off_s, faces_s, off_p, faces_p))
     assert np.array_equal(off_s, off_p) and np.array_equal(faces_s, faces_p)
@@ -61,7 +61,7 @@ def test_ranks_of_inverts_the_order():
 
 def test_bad_ordered_fill_is_a_clear_error():
     bbox, tab, order, H, W = _boxes(4, counts=(10,))
-    with pytest.raises(ValueError, match="ordered_fill must be 'serial', 'sort' or None, got 'fast'"):
+    with pytest.raises(ValueError, match="ordered_fill must be 'chunks', 'sort' or None, got 'fast'"):
         _binning.bin_faces(bbox, tab, H, W, 8, order=order, ordered_fill="fast")
 
 
@@ -83,12 +83,12 @@ def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):
         return out.detach(), s.grad, c.grad, tr.dibr_silhouette(sv, f, fr, (40, 48))
 
     real = _binning._ordered_fill
-    monkeypatch.setattr(_binning, "_ordered_fill", lambda choice: "serial")
-    serial = run()
+    monkeypatch.setattr(_binning, "_ordered_fill", lambda choice: "chunks")
+    chunked = run()
     monkeypatch.setattr(_binning, "_ordered_fill", lambda choice: "sort")
     sort = run()
     monkeypatch.setattr(_binning, "_ordered_fill", real)
-    (out_a, gs_a, gc_a, dibr_a), (out_b, gs_b, gc_b, dibr_b) = serial, sort
+    (out_a, gs_a, gc_a, dibr_a), (out_b, gs_b, gc_b, dibr_b) = chunked, sort
     assert torch.equal(out_a, out_b) and torch.equal(dibr_a, dibr_b)
     # gradients are scattered to vertices with atomic adds: their order varies run to run (seen in CI)
     for a, b in ((gs_a, gs_b), (gc_a, gc_b)):
