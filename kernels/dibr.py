@@ -93,11 +93,12 @@ def build(real):
                                 aux[b, r, c, 0] = mant
 
     @kernel
-    def backward(fs: arr, tab: iarr, face_id: iarr, galpha: arr, aux: arr, gface: arr, kd: real):
-        """One thread per face entry over its box pixels; gface (E, 9) written (z gradients are 0)."""
+    def backward(fs: arr, faces: iarr, tab: iarr, face_id: iarr, galpha: arr, aux: arr, gsv: arr, kd: real):
+        """One thread per face entry over its box pixels; gsv (Bs, V, 3), zero-initialised, += the
+        face's corner gradients (z gradients are 0; soft.py's ``scatter_verts``)."""
         H, W = galpha.shape[1], galpha.shape[2]
-        for f in range(gface.shape[0]):
-            b, _g = entry_face(tab, f)
+        for f in range(fs.shape[0]):
+            b, fg = entry_face(tab, f)
             gx = ti.Vector([0.0, 0.0, 0.0], real)
             gy = ti.Vector([0.0, 0.0, 0.0], real)
             if fs[f, soft.FS_BOX] <= fs[f, soft.FS_BOX + 1]:
@@ -135,14 +136,11 @@ def build(real):
                                         gy[k] += s0 * ny
                                         gx[k1] += s1 * nx
                                         gy[k1] += s1 * ny
-            for i in ti.static(range(3)):
-                gface[f, 3 * i] = gx[i]
-                gface[f, 3 * i + 1] = gy[i]
-                gface[f, 3 * i + 2] = real(0.0)
+                S.scatter_verts(faces, gsv, b, fg, gx, gy, ti.Vector([0.0, 0.0, 0.0], real))
 
     class Kernels:
-        """DIB-R kernels plus the shared setup / scatter of kernels/soft.py."""
+        """DIB-R kernels plus the shared setup of kernels/soft.py."""
 
     ns = Kernels()
-    ns.forward, ns.backward, ns.setup, ns.scatter_verts = forward, backward, S.setup, S.scatter_verts
+    ns.forward, ns.backward, ns.setup = forward, backward, S.setup
     return ns

@@ -48,7 +48,7 @@ faces, passing over those whose box and disk hold none of its cell's pixel centr
 row of fs is touched only when it is used). Per
 pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per
 *face* over the rows of blocks its disk reaches, so a face's vertex gradients accumulate in
-registers (no per-pixel atomics); ``scatter_*`` then add face gradients to vertices. A pair is
+registers (no per-pixel atomics), added to its vertices at the end (``scatter_*``). A pair is
 summed when ``inside | d2 <= d2cull`` (and the pixel is not cut); the disks, boxes and the
 backward's row spans hold every such pixel and only spare work (which blocks, and in the backward
 which lanes, are computed), so the two passes sum the same pairs whatever their blocks. Taichi's
@@ -965,22 +965,48 @@ def build(real, LANES=1, BR=1):
             add_lanes(gx, k, -gEi * (ys[j] - y))
             add_lanes(gy, j, -gEi * (xs[k] - x))
 
+    @ti.func
+    def scatter_verts(faces: iarr, gsv: arr, b, g, gx, gy, gz):
+        """gsv (Bs, V, 3) += the corner gradients (gx, gy, gz)[i] of face g of image b at its
+        vertices (atomics; Bs = 1 sums over the batch)."""
+        bs = b if gsv.shape[0] > 1 else 0
+        for i in ti.static(range(3)):
+            v = faces[g, i]
+            ti.atomic_add(gsv[bs, v, 0], gx[i])
+            ti.atomic_add(gsv[bs, v, 1], gy[i])
+            ti.atomic_add(gsv[bs, v, 2], gz[i])
+
+    @ti.func
+    def scatter_colors(faces: iarr, gcol: arr, b, g, gc, per_face, C: ti.template()):
+        """gcol (Bc, V or F, C) += the corner colour gradients gc (3, C) of face g of image b (per
+        face: their sum, at the face)."""
+        bc = b if gcol.shape[0] > 1 else 0
+        if per_face:
+            for ch in ti.static(range(C)):
+                ti.atomic_add(gcol[bc, g, ch], gc[0, ch] + gc[1, ch] + gc[2, ch])
+        else:
+            for i in ti.static(range(3)):
+                v = faces[g, i]
+                for ch in ti.static(range(C)):
+                    ti.atomic_add(gcol[bc, v, ch], gc[i, ch])
+
     @kernel
     def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr, tmax: iarr, smax: iarr,
-                 gface: arr, gcolf: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
-                 per_face: ti.i32, C: ti.template()):
+                 gsv: arr, gcol: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
+                 per_face: ti.i32, need_sv: ti.i32, need_col: ti.i32, C: ti.template()):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns whose pixels were all cut at or
         before it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
         into lane accumulators summed at the end of the face (the colour sums folded per block,
-        ``fold_rows``). gface (E, 9) = d/d(x_i, y_i, z_i) per corner; gcolf (E, 3, C) colour
-        gradients per corner (per face: their sum is the face's). Both written."""
+        ``fold_rows``) and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
+        need_sv, gcol (Bc, V or F, C) += the colour gradients when need_col (``scatter_*``;
+        both zero-initialised by the caller)."""
         uf = real(UF)
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
         lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
         lcol = iL([l % BC for l in ti.static(range(LANES))])
-        for f in range(gface.shape[0]):
+        for f in range(fs.shape[0]):
             b, g = entry_face(tab, f)
             gx = ti.Matrix.zero(real, 3, LANES)  # lane vectors (``fold_rows``: the cheaper for these)
             gy = ti.Matrix.zero(real, 3, LANES)
@@ -1058,46 +1084,22 @@ def build(real, LANES=1, BR=1):
                             mi = inside & cl
                             if any_lane(mi):
                                 lane_inside_grad(gx, gy, mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
-            for i in ti.static(range(3)):
-                sx = real(0.0)
-                sy = real(0.0)
-                sz = real(0.0)
-                for l in ti.static(range(LANES)):
-                    sx += gx[i, l]
-                    sy += gy[i, l]
-                    sz += gz[i, l]
-                gface[f, 3 * i] = sx
-                gface[f, 3 * i + 1] = sy
-                gface[f, 3 * i + 2] = sz
-                for ch in ti.static(range(C)):
-                    gcolf[f, i, ch] = folded(gcl, i * C + ch)
-
-    @kernel
-    def scatter_verts(faces: iarr, tab: iarr, gface: arr, gsv: arr):
-        """gsv (Bs, V, 3) += face-corner gradients gface (E, 9) (Bs = 1 sums over the batch)."""
-        for f in range(gface.shape[0]):
-            b, g = entry_face(tab, f)
-            bs = b if gsv.shape[0] > 1 else 0
-            for i in ti.static(range(3)):
-                v = faces[g, i]
-                for k in ti.static(range(3)):
-                    ti.atomic_add(gsv[bs, v, k], gface[f, 3 * i + k])
-
-    @kernel
-    def scatter_colors(faces: iarr, tab: iarr, gcolf: arr, gcol: arr, per_face: ti.i32):
-        """gcol (Bc, V or F, C) += gcolf (E, 3, C) (per face: the sum of the three corners)."""
-        C = gcol.shape[2]
-        for f in range(gcolf.shape[0]):
-            b, g = entry_face(tab, f)
-            bc = b if gcol.shape[0] > 1 else 0
-            if per_face:
-                for ch in range(C):
-                    ti.atomic_add(gcol[bc, g, ch], gcolf[f, 0, ch] + gcolf[f, 1, ch] + gcolf[f, 2, ch])
-            else:
-                for i in ti.static(range(3)):
-                    v = faces[g, i]
-                    for ch in range(C):
-                        ti.atomic_add(gcol[bc, v, ch], gcolf[f, i, ch])
+                # the face's sums, scattered to its vertices here (a pass over faces and an (E, 9 +
+                # 3 C) buffer less than scatter kernels; faces no pixel used add nothing)
+                if need_sv:
+                    sx = vec3(0.0)
+                    sy = vec3(0.0)
+                    sz = vec3(0.0)
+                    for i in ti.static(range(3)):
+                        for l in ti.static(range(LANES)):
+                            sx[i] += gx[i, l]
+                            sy[i] += gy[i, l]
+                            sz[i] += gz[i, l]
+                    scatter_verts(faces, gsv, b, g, sx, sy, sz)
+                if need_col:
+                    gc = ti.Matrix([[folded(gcl, i * C + ch) for ch in ti.static(range(C))]
+                                    for i in ti.static(range(3))], real)
+                    scatter_colors(faces, gcol, b, g, gc, per_face, C)
 
     class Kernels:
         """The kernels, and the ti.func helpers kernels/dibr.py shares."""

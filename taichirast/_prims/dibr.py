@@ -131,9 +131,7 @@ def backward(saved, params, grads, needs):
     if F > 0:
         K = dibr.build(real_type(A.dtype_name(sv)))
         kd, _ = _kd_margin(params)
-        gface = A.empty(sv, (F, 9))
-        K.backward(fs, tab, fid, g, aux, gface, kd)
-        K.scatter_verts(faces, tab, gface, gsv)
+        K.backward(fs, faces, tab, fid, g, aux, gsv, kd)
     return [gsv, None, None, None]
 
 

@@ -253,19 +253,15 @@ def backward(saved, params, grads, needs):
         n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes, rows)
         pb, cutb = A.empty_blocks(sv, n_pb, lanes), A.empty_blocks(sv, n_cutb, lanes, "int32")
         K.pixel_prep(out, aux, g, cut, pb, cutb, C)
-        gface = A.empty(sv, (F, 9))
-        gcolf = A.empty(sv, (F, 3, C))
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
         K.tile_max_cut(cut, tmax, T)
         smax = A.empty(sv, (B, -(-H // rows), -(-W // soft.SEG)), "int32")
         K.seg_max_cut(cut, smax)
-        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, smax, gface, gcolf, H, W, T, sc["k2"], sc["d2cull"],
-                   sc["cz"], int(params["per_face"]), C)
-        if need_sv:
-            K.scatter_verts(faces, tab, gface, gsv)
-        if need_col:
-            K.scatter_colors(faces, tab, gcolf, gcol, int(params["per_face"]))
+        none = A.zeros(sv, (1, 1, 1))  # for the gradient not wanted
+        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
+                   gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"], int(params["per_face"]),
+                   int(need_sv), int(need_col), C)
     if need_bg:
         # d rgb / d bg = w_b / Z per pixel; alpha does not depend on the background.
         gbg = A.contiguous(A.sum_axes(g[..., :C] * aux[..., 2:3], (0, 1, 2)))
