@@ -51,7 +51,7 @@ def tile_block_dim() -> int:
     the arch Taichi runs on now: 1 on the CPU, which Taichi 1.7 ignores there (its adaptive CPU
     block size makes tasks of at least 512 consecutive iterations, whatever ``loop_config`` says;
     measured, see kernels/binning.py ``fill_chunks``: honouring 1 by turning the adaptation off
-    made no difference to the soft passes), 64 on GPUs (with one thread per block Taichi dispatches 131,072
-    workgroups, above the 65,535 per dispatch that every Vulkan device guarantees: lavapipe refuses
-    with ``Dispatch error: RhiResult(not_supported)``)."""
+    made no difference to the soft passes), 64 on GPUs (with one thread per block Taichi
+    dispatches 131,072 workgroups, above the 65,535 per dispatch that every Vulkan device
+    guarantees: lavapipe refuses with ``Dispatch error: RhiResult(not_supported)``)."""
     return 1 if ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64) else 64

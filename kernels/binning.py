@@ -21,10 +21,10 @@ in ``fill_chunks`` one thread per chunk writes the chunk's entries in order from
 tile's list is in ``order``, the same lists for any NC, run to run (the soft rasterizer's
 depth-ordered walk, kernels/soft.py). On a CPU core an entry costs a few ns at memory latency,
 so NC = the CPU threads (bunny at 512², 2 cores: count + fill 2.6 + 4.3 ms; one thread walking
-``order`` took 8.5 ms after a 2.9 ms count). On GPUs, where one thread at memory latency per entry is the whole pass
-(on an H200 the soft pass took 163 ms for the bunny at 512², forward nearly all of it, growing with
-faces rather than pixels), the same lists come from ``fill`` (parallel, timing-dependent order)
-followed by ``sort_tiles``: one thread per tile heap-sorts its list by ``rank[e]`` (the entry's
+``order`` took 8.5 ms after a 2.9 ms count). On GPUs, where one thread at memory latency per
+entry is the whole pass (on an H200 the soft pass took 163 ms for the bunny at 512², forward
+nearly all of it, growing with faces rather than pixels), the same lists come from ``fill``
+(parallel, timing-dependent order) followed by ``sort_tiles``: one thread per tile heap-sorts its list by ``rank[e]`` (the entry's
 place in ``order``, from ``ranks``; a tile holds one image's entries). Ranks are a permutation, so
 the sorted list is exactly the chunked fill's, entry for entry (tests/test_binning.py).
 
