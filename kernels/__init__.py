@@ -20,15 +20,36 @@ import functools
 import taichi as ti
 
 
+# Bytes of the array arguments of launches that compiled a kernel since the last
+# ``take_compiled_bytes()``: Taichi 1.7's first launch of a kernel instantiation leaves its arguments
+# in reference cycles of its AST-transformer objects, alive until Python's collector runs
+# (taichirast.runtime.serialized collects after a primitive whose compiling launches held many).
+_compiled_bytes = [0]
+
+
+def take_compiled_bytes() -> int:
+    """The bytes counted in ``_compiled_bytes``, then 0."""
+    n = _compiled_bytes[0]
+    _compiled_bytes[0] = 0
+    return n
+
+
 def kernel(fn):
     """``ti.kernel(fn)`` whose launches accept taichirast's resident tensors
     (:mod:`taichirast._resident`): an argument with ``__taichi_ndarray__`` is replaced by the Taichi
-    ndarray (or host tensor) holding its data. Every taichirast kernel is defined with it."""
+    ndarray (or host tensor) holding its data. Every taichirast kernel is defined with it. A launch
+    that compiles (a new instantiation) adds its arrays' bytes to ``_compiled_bytes``."""
     compiled = ti.kernel(fn)
+    instances = compiled._primal.compiled_kernels
 
     @functools.wraps(fn)
     def launch(*args):
-        return compiled(*(a.__taichi_ndarray__() if hasattr(type(a), "__taichi_ndarray__") else a for a in args))
+        args = [a.__taichi_ndarray__() if hasattr(type(a), "__taichi_ndarray__") else a for a in args]
+        n = len(instances)
+        out = compiled(*args)
+        if len(instances) != n:
+            _compiled_bytes[0] += sum(int(getattr(a, "nbytes", 0) or 0) for a in args)
+        return out
 
     launch.taichi_kernel = compiled
     return launch
