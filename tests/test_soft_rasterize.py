@@ -192,6 +192,24 @@ def test_gradcheck_per_vertex():
                                     eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("wanted", ["screen_verts", "colors"])
+def test_one_wanted_gradient_equals_its_value_when_both_are_wanted(wanted):
+    # the backward adds a face's gradients to its vertices only for the inputs that want them
+    sv, faces, colors, bg = scene(seed=2, n_tri=4)
+    g = torch.randn(2, 12, 10, 4, generator=torch.Generator().manual_seed(3), dtype=sv.dtype)
+
+    def grads(need_sv, need_col):
+        s, c = sv.clone().requires_grad_(need_sv), colors.clone().requires_grad_(need_col)
+        (soft(s, faces, c, (12, 10), bg, **SMOOTH) * g).sum().backward()
+        return s.grad, c.grad
+
+    both = grads(True, True)
+    one = grads(wanted == "screen_verts", wanted == "colors")
+    k = 0 if wanted == "screen_verts" else 1
+    assert one[1 - k] is None and float(both[k].abs().max()) > 0
+    torch.testing.assert_close(one[k], both[k], rtol=1e-12, atol=1e-14)
+
+
 def test_gradcheck_per_face_and_broadcast_verts():
     # one set of vertices (batch 1) rendered with batch-2 per-face colours: vertex grads sum over the batch
     sv, faces, colors, bg = scene(seed=4, n_tri=3, per_face=True)
