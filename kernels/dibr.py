@@ -93,12 +93,13 @@ def build(real):
                                 aux[b, r, c, 0] = mant
 
     @kernel
-    def backward(fs: arr, faces: iarr, tab: iarr, face_id: iarr, galpha: arr, aux: arr, gsv: arr, kd: real):
+    def backward(fs: arr, faces: iarr, tab: iarr, eperm: iarr, face_id: iarr, galpha: arr, aux: arr, gsv: arr,
+                 kd: real):
         """One thread per face entry over its box pixels; gsv (Bs, V, 3), zero-initialised, += the
         face's corner gradients (z gradients are 0; soft.py's ``scatter_verts``)."""
         H, W = galpha.shape[1], galpha.shape[2]
         for f in range(fs.shape[0]):
-            b, fg = entry_face(tab, f)
+            b, fg = entry_face(tab, eperm[f])  # slot f holds entry eperm[f] (soft.py's setup)
             gx = ti.Vector([0.0, 0.0, 0.0], real)
             gy = ti.Vector([0.0, 0.0, 0.0], real)
             if fs[f, soft.FS_BOX] <= fs[f, soft.FS_BOX + 1]:
@@ -142,5 +143,5 @@ def build(real):
         """DIB-R kernels plus the shared setup of kernels/soft.py."""
 
     ns = Kernels()
-    ns.forward, ns.backward, ns.setup = forward, backward, S.setup
+    ns.forward, ns.backward, ns.setup, ns.spatial_keys = forward, backward, S.setup, S.spatial_keys
     return ns

@@ -33,7 +33,11 @@ same test. Aggregation in sum form (eqs. 4-6), O(1) memory per pixel and no face
 Work layout. The kernels visit face *entries*: image b draws faces ``tab[b, 0] .. tab[b, 0] + tab[b, 1]
 - 1`` (all F faces for every image of a shared topology, the mesh's own range in a packed batch of
 different meshes), its entries being ``tab[b, 2] ..`` (kernels/common.entry_face); E entries in all,
-so per-face buffers are O(faces). ``setup`` writes per-entry constants ``fs (E, K)`` (``FS_*``
+so per-face buffers are O(faces). The per-entry buffers hold the entries in *slots*: slot f holds
+entry ``eperm[f]``, each image's entries in the Morton order of their centroids' pixel cells
+(``spatial_keys``, taichirast/_prims/soft.py ``spatial_order``), so the backward's consecutive faces
+share pixel blocks and a tile's faces sit in nearby rows whatever the mesh's face order (bunny 512²:
+forward 0.91x, backward 0.87-0.91x). ``setup`` writes per-slot constants ``fs (E, K)`` (``FS_*``
 offsets: vertices, 1 / z, the linear forms of ``a_i`` and of the edge parameters in a frame
 centred on vertex 0, the nearest depth) and a box for tile binning: the vertex box grown by the
 cull radius, intersected with the box of the disk ``|p - centroid| <= R + r`` (R: largest
@@ -68,7 +72,7 @@ ORs of the lanes (``any_lane``: a mask move and a test). float32 exps in blocks 
 polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
 Depth order and the cut-off. Every tile lists its faces in one global order per batch, nearest
-vertex depth ``zmin_j`` first (ties by face id; ``rank (E,)`` is each entry's place; the lists are
+vertex depth ``zmin_j`` first (ties by slot; ``rank (E,)`` is each slot's place; the lists are
 built by kernels/binning.py's ordered fills), so a pixel sums its faces in the same order whatever
 the tile size or thread timing: the forward is bitwise deterministic. With ``approx``, before
 visiting face f at pixel p (``nrem`` faces, f included, left in the tile's list, none nearer than
@@ -148,6 +152,8 @@ MASK_SIDE = 4
 # Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
 # all cut at or before a face without loading them (a multiple of every block width).
 SEG = 16
+# spatial_keys: the pixel cells (SPATIAL_CELL x SPATIAL_CELL) whose Morton order orders the face entries.
+SPATIAL_CELL = 4
 # Faces whose twice-signed screen area is at most this (pixels^2) are degenerate and skipped.
 AREA_EPS = 1e-12
 # Above this, the running product (1 + T) is folded into a log (keeps float32 finite).
@@ -430,14 +436,38 @@ def build(real, LANES=1, BR=1):
         return c0, c1
 
     @kernel
-    def setup(sv: arr, faces: iarr, tab: iarr, fs: arr, reach: arr, near: real, margin: real, use_disk: ti.i32):
+    def spatial_keys(sv: arr, faces: iarr, tab: iarr, key: iarr):
+        """key (E,) int32: the Morton code of the SPATIAL_CELL-pixel cell under each entry's screen
+        centroid (cell coordinates clamped to [0, 2^15): a face with a NaN vertex gets some key in
+        [0, 2^30), which only places it), the key of ``spatial_order`` (cells, not pixels: keys of
+        fewer bits, a faster radix sort)."""
+        for e in range(key.shape[0]):
+            b, g = entry_face(tab, e)
+            bs = b if sv.shape[0] > 1 else 0
+            cx = real(0.0)
+            cy = real(0.0)
+            for i in ti.static(range(3)):
+                cx += sv[bs, faces[g, i], 0]
+                cy += sv[bs, faces[g, i], 1]
+            s = real(1.0 / (3 * SPATIAL_CELL))
+            ixy = ti.Vector([ti.cast(ti.min(ti.max(cx * s, real(0.0)), real(32767.0)), ti.i32),
+                             ti.cast(ti.min(ti.max(cy * s, real(0.0)), real(32767.0)), ti.i32)]) & 32767
+            for k in ti.static(range(4)):  # spread the 15 bits to the even bit positions
+                sh = ti.static(8 >> k)
+                ixy = (ixy | (ixy << sh)) & ti.static([0x00FF00FF, 0x0F0F0F0F, 0x33333333, 0x55555555][k])
+            key[e] = ixy[0] | (ixy[1] << 1)
+
+    @kernel
+    def setup(sv: arr, faces: iarr, tab: iarr, eperm: iarr, fs: arr, reach: arr, near: real, margin: real,
+              use_disk: ti.i32):
         """Per-entry constants into fs (E, K) and where each entry reaches into reach (E, NREACH):
         the binning box (``REACH_BOX``: the vertex box grown by ``margin`` pixels, cut to the disk
         of radius R + margin around the centroid if use_disk), then the disk (``REACH_DISK``: centre
         and radius, -1 without) as in fs, in rows of their own for the passes that read them by
-        tile entry (``entry_masks``, binning)."""
+        tile entry (``entry_masks``, binning). Slot f holds entry ``eperm[f]`` (``spatial_order``:
+        a permutation within each image's entries, so slot f's image is entry f's)."""
         for f in range(fs.shape[0]):
-            b, g = entry_face(tab, f)
+            b, g = entry_face(tab, eperm[f])
             bs = b if sv.shape[0] > 1 else 0
             xs = vec3(0.0)
             ys = vec3(0.0)
@@ -493,17 +523,17 @@ def build(real, LANES=1, BR=1):
             reach[f, NREACH - 1] = real(0.0)
 
     @kernel
-    def entry_colours(colors: arr, faces: iarr, tab: iarr, fcol: arr, cmaxb: karr, per_face: ti.i32,
+    def entry_colours(colors: arr, faces: iarr, tab: iarr, eperm: iarr, fcol: arr, cmaxb: karr, per_face: ti.i32,
                       C: ti.template()):
         """fcol (E, 3, C): each face entry's corner colours (``face_colours``), so the forward reads
         one row per face instead of gathering through faces; cmaxb (B,), zero on entry: the bits
         of image b's largest |colour| over its entries' corners, kept by ``atomic_max`` on the
         bits (non-negative floats order like their bits; integer atomics exist on every backend).
         Per image, so a pixel's cut-off (``kc``) is the same in a batch as alone."""
-        for f in range(fcol.shape[0]):  # the E face entries
-            b, _ = entry_face(tab, f)
+        for f in range(fcol.shape[0]):  # the E face entry slots (``setup``'s eperm)
+            b, g = entry_face(tab, eperm[f])
             bc = b if colors.shape[0] > 1 else 0
-            col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
+            col = face_colours(colors, faces, bc, g, per_face, C)
             m = real(0.0)
             for i in ti.static(range(3)):
                 for ch in ti.static(range(C)):
@@ -554,10 +584,9 @@ def build(real, LANES=1, BR=1):
         return used
 
     @ti.func
-    def face_colours(colors: arr, faces: iarr, tab: iarr, b, bc, f, per_face, C: ti.template()):
-        """(3, C) corner colours of face entry f of image b (all = the face colour per face)."""
+    def face_colours(colors: arr, faces: iarr, bc, g, per_face, C: ti.template()):
+        """(3, C) corner colours of face g in colour batch row bc (all = the face colour per face)."""
         col = ti.Matrix.zero(real, 3, C)
-        g = tab[b, 0] + f - tab[b, 2]  # the face of entry f
         for i in ti.static(range(3)):
             vc = g if per_face else faces[g, i]
             for ch in ti.static(range(C)):
@@ -991,8 +1020,8 @@ def build(real, LANES=1, BR=1):
                     ti.atomic_add(gcol[bc, v, ch], gc[i, ch])
 
     @kernel
-    def backward(fs: arr, faces: iarr, tab: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr, tmax: iarr, smax: iarr,
-                 gsv: arr, gcol: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
+    def backward(fs: arr, faces: iarr, tab: iarr, eperm: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr,
+                 tmax: iarr, smax: iarr, gsv: arr, gcol: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
                  per_face: ti.i32, need_sv: ti.i32, need_col: ti.i32, C: ti.template()):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns whose pixels were all cut at or
@@ -1006,8 +1035,8 @@ def build(real, LANES=1, BR=1):
         WB = (W + BC - 1) // BC
         lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
         lcol = iL([l % BC for l in ti.static(range(LANES))])
-        for f in range(fs.shape[0]):
-            b, g = entry_face(tab, f)
+        for f in range(fs.shape[0]):  # entry slots, in ``spatial_order``: neighbours share pixel blocks
+            b, g = entry_face(tab, eperm[f])
             gx = ti.Matrix.zero(real, 3, LANES)  # lane vectors (``fold_rows``: the cheaper for these)
             gy = ti.Matrix.zero(real, 3, LANES)
             gz = ti.Matrix.zero(real, 3, LANES)
@@ -1020,7 +1049,7 @@ def build(real, LANES=1, BR=1):
                 iA = fs[f, FS_IA]
                 iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
                 zmin = real(1.0) / iz.max()
-                col = face_colours(colors, faces, tab, b, bc, f, per_face, C)
+                col = face_colours(colors, faces, bc, g, per_face, C)
                 r0, r1 = rows_of(fs, f, H, 0, H - 1)
                 for rb in range(r0 // BR, r1 // BR + 1):
                     c0 = W  # the columns the face can reach in the block's rows, and in each lane's row
@@ -1105,7 +1134,7 @@ def build(real, LANES=1, BR=1):
         """The kernels, and the ti.func helpers kernels/dibr.py shares."""
 
     ns = Kernels()
-    for name, obj in dict(setup=setup, forward=forward, pixel_prep=pixel_prep, backward=backward,
+    for name, obj in dict(setup=setup, spatial_keys=spatial_keys, forward=forward, pixel_prep=pixel_prep, backward=backward,
                           scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,

@@ -293,7 +293,12 @@ def test_per_face_buffers_of_a_batch_follow_its_total_face_count():
     prep = soft_prim.PRIM.prepare(m, None, [torch.ones(v.shape[0], 1) for v in vs], (H, W))
     assert prep.params["E"] == 1280 + 3 * 12 and prep.params["counts"] == (1280, 12, 12, 12)
     (out,), saved = soft_prim.PRIM.forward(prep.inputs, prep.params)
-    fs_buffer = saved[5]
+    eperm, fs_buffer = saved[5], saved[6]
     assert out.shape[0] == 4 and fs_buffer.shape[0] == 1280 + 36
+    # the entry slots' order (spatial_order) permutes each image's entries among themselves
+    starts = np.cumsum([0, 1280, 12, 12, 12])
+    for b in range(4):
+        part = eperm[starts[b]:starts[b + 1]].numpy()
+        assert sorted(part.tolist()) == list(range(starts[b], starts[b + 1]))
     shared = soft_prim.PRIM.prepare(torch.stack([sv[1]] * 3), fs[1], torch.ones(8, 1), (H, W))
     assert shared.params["E"] == 3 * 12 and shared.params["counts"] == (12, 12, 12)

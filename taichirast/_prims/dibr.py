@@ -26,7 +26,7 @@ from .. import packed as P
 from .._binning import bin_faces, tile_schedule
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
-from .soft import tile_size_arg
+from .soft import spatial_order, tile_size_arg
 
 FN = "dibr_silhouette"
 
@@ -87,7 +87,8 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
     B = P.batch(FN, meshes, {"screen_verts": sv.shape[0], "face_id": fid.shape[0]})
     ent = P.entries_for(meshes, B, faces.shape[0], sv)
     return Prepared(inputs=[sv, faces, fid, ent.tab], sources=["screen_verts", None, None, None],
-                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile, E=ent.total))
+                    params=dict(B=B, H=H, W=W, sigmainv=sigmainv, box_len=box_len, near=near, tile=tile, E=ent.total,
+                                counts=ent.counts))
 
 
 def _kd_margin(p):
@@ -106,23 +107,24 @@ def forward(inputs, params):
     aux = A.empty(sv, (B, H, W, 3))
     if F == 0:
         alpha[...] = A.astype(fid >= 0, A.dtype_name(sv))
-        return (alpha,), (sv, faces, fid, tab, A.zeros(sv, (1, soft.K)), aux)
+        return (alpha,), (sv, faces, fid, tab, A.zeros(sv, (1, soft.K)), aux, A.zeros(sv, (1,), "int32"))
     K = dibr.build(real_type(A.dtype_name(sv)))
     kd, margin = _kd_margin(params)
     fs = A.empty(sv, (F, soft.K))
     reach = A.empty(sv, (F, soft.NREACH))  # the binning box, then the (unused) disk
-    K.setup(sv, faces, tab, fs, reach, params["near"], margin, 0)
-    # entries in index order in every tile: the per-pixel product is the same run to run
+    eperm = spatial_order(K, sv, faces, tab, params["counts"])
+    K.setup(sv, faces, tab, eperm, fs, reach, params["near"], margin, 0)
+    # entry slots in index order in every tile: the per-pixel product is the same run to run
     order = A.index_rows(sv, 1, F)[0]
     offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order)
     K.forward(fs, fid, offsets, tile_faces, tile_schedule(offsets), alpha, aux, params["tile"], kd)
-    return (alpha,), (sv, faces, fid, tab, fs, aux)
+    return (alpha,), (sv, faces, fid, tab, fs, aux, eperm)
 
 
 def backward(saved, params, grads, needs):
     from taichirast.kernels import dibr, real_type
 
-    sv, faces, fid, tab, fs, aux = (A.detach(x) for x in saved)
+    sv, faces, fid, tab, fs, aux, eperm = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None or not needs[0]:
         return [None, None, None, None]
@@ -131,7 +133,7 @@ def backward(saved, params, grads, needs):
     if F > 0:
         K = dibr.build(real_type(A.dtype_name(sv)))
         kd, _ = _kd_margin(params)
-        K.backward(fs, faces, tab, fid, g, aux, gsv, kd)
+        K.backward(fs, faces, tab, eperm, fid, g, aux, gsv, kd)
     return [gsv, None, None, None]
 
 

@@ -186,16 +186,16 @@ def forward(inputs, params):
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
-        return (out,), (sv, faces, colors, bg, tab, A.zeros(sv, (1, soft.K)), out, aux, none, none)
+        return (out,), (sv, faces, colors, bg, tab, none, A.zeros(sv, (1, soft.K)), out, aux, none, none)
     lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
     K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
-    fs, reach, offsets, tile_faces, rank = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
+    fs, reach, offsets, tile_faces, rank, eperm = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
     # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
     fcol = A.empty(sv, (F, 3, C))
     cmaxb = A.zeros(sv, (B,), "int32" if A.dtype_name(sv) == "float32" else "int64")
-    K.entry_colours(colors, faces, tab, fcol, cmaxb, int(params["per_face"]), C)
+    K.entry_colours(colors, faces, tab, eperm, fcol, cmaxb, int(params["per_face"]), C)
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
@@ -203,13 +203,25 @@ def forward(inputs, params):
     K.entry_masks(reach, offsets, tile_faces, torder, emask, W, H, T)
     K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C, not params["exact"])
-    return (out,), (sv, faces, colors, bg, tab, fs, out, aux, rank, cut)
+    return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut)
+
+
+def spatial_order(K, sv, faces, tab, counts):
+    """``eperm (E,)`` int32: each image's face entries in the Morton order of their screen centroids
+    (kernels/soft.py ``spatial_keys``; ties in entry order), the entry order of ``setup``'s slots.
+    The per-face passes (the backward, DIB-R's backward) then visit faces that share pixel blocks
+    one after another, and a tile's faces sit in nearby rows of the per-entry buffers: on the bunny
+    at 512² the forward took 0.91x and the backward 0.87x the time they take in the mesh's order
+    (a mesh whose face order is already spatial gains nothing)."""
+    key = A.empty(sv, (int(sum(counts)),), "int32")
+    K.spatial_keys(sv, faces, tab, key)
+    return A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
 
 
 def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
-    """Per-entry constants ``fs (E, K)`` and ``reach (E, NREACH)`` (kernels/soft.py ``setup``), tile
-    lists in depth order (nearest vertex first, then face id) and each entry's place in that order
-    ``rank (E,)`` int32."""
+    """Per-entry constants ``fs (E, K)`` and ``reach (E, NREACH)`` (kernels/soft.py ``setup``, entry
+    slots in ``spatial_order``), tile lists in depth order (nearest vertex first, then slot) and each
+    slot's place in that order ``rank (E,)`` int32, and the slots' entries ``eperm (E,)``."""
     from taichirast.kernels import soft
 
     H, W, E = params["H"], params["W"], params["E"]
@@ -217,7 +229,8 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     reach = A.empty(sv, (E, soft.NREACH))
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
-    K.setup(sv, faces, tab, fs, reach, params["near"], margin, 1)
+    eperm = spatial_order(K, sv, faces, tab, params["counts"])
+    K.setup(sv, faces, tab, eperm, fs, reach, params["near"], margin, 1)
     A.freeze(fs)  # read-only from here (reading its depths on the host keeps it on the device)
     # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last), per image
     inv_z = A.columns(fs, soft.FS_IZ, soft.FS_IZ + 3)
@@ -226,14 +239,14 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     order = A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
     rank = ranks_of(order)
     offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order, rank=rank)
-    return fs, reach, offsets, tile_faces, rank
+    return fs, reach, offsets, tile_faces, rank, eperm
 
 
 def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, tab, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
         return [None] * 5
@@ -259,7 +272,7 @@ def backward(saved, params, grads, needs):
         smax = A.empty(sv, (B, -(-H // rows), -(-W // soft.SEG)), "int32")
         K.seg_max_cut(cut, smax)
         none = A.zeros(sv, (1, 1, 1))  # for the gradient not wanted
-        K.backward(fs, faces, tab, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
+        K.backward(fs, faces, tab, eperm, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
                    gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"], int(params["per_face"]),
                    int(need_sv), int(need_col), C)
     if need_bg:
