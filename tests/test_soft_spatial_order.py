@@ -3,6 +3,7 @@
 themselves, and results that do not depend on the mesh's face order (the order is a performance
 choice: faces that share pixel blocks are visited one after another)."""
 import numpy as np
+import pytest
 import taichi as ti
 import torch
 
@@ -63,13 +64,16 @@ def _shuffled(faces, seed):
     return faces[torch.from_numpy(np.random.default_rng(seed).permutation(faces.shape[0]))]
 
 
-def test_results_do_not_depend_on_the_meshs_face_order():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_results_do_not_depend_on_the_meshs_face_order(dtype):
     v, f = tr.meshes.icosphere(3)
-    v = torch.from_numpy(v).double()
+    v = torch.from_numpy(v).to(dtype)
     sv = torch.cat([v[:, :2] * 18 + 24, v[:, 2:] + 3.0], 1)[None]
     faces = torch.from_numpy(f).long()
-    colors = torch.rand(v.shape[0], 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    w = torch.randn(1, 48, 48, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    colors = torch.rand(v.shape[0], 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    w = torch.randn(1, 48, 48, 4, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    # float64: rounding only; float32 (the Vulkan lane's type): its rounding of reordered sums
+    atol, rel = (1e-12, 1e-11) if dtype == torch.float64 else (2e-6, 2e-5)
 
     def run(fc):
         s = sv.clone().requires_grad_()
@@ -81,9 +85,9 @@ def test_results_do_not_depend_on_the_meshs_face_order():
     ref = run(faces)
     got = run(_shuffled(faces, 2))
     # the same pairs; only the order of faces at equal depth may differ (rounding)
-    assert torch.allclose(got[0], ref[0], rtol=0, atol=1e-12)
+    assert torch.allclose(got[0], ref[0], rtol=0, atol=atol)
     for g, r in zip(got[1:], ref[1:]):
-        assert (g - r).norm() <= 1e-11 * r.norm()
+        assert (g - r).norm() <= rel * r.norm()
 
     fr = tr.rasterize(sv, faces, (48, 48))
     fr2 = tr.rasterize(sv, _shuffled(faces, 2), (48, 48))
@@ -96,5 +100,5 @@ def test_results_do_not_depend_on_the_meshs_face_order():
 
     ra, rg = dibr(faces, fr)
     ga, gg = dibr(_shuffled(faces, 2), fr2)
-    assert torch.allclose(ga, ra, rtol=0, atol=1e-12)
-    assert (gg - rg).norm() <= 1e-11 * rg.norm()
+    assert torch.allclose(ga, ra, rtol=0, atol=atol)
+    assert (gg - rg).norm() <= rel * rg.norm()
