@@ -152,7 +152,7 @@ MASK_SIDE = 4
 # Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
 # all cut at or before a face without loading them (a multiple of every block width).
 SEG = 16
-# spatial_keys: the pixel cells (SPATIAL_CELL x SPATIAL_CELL) whose Morton order orders the face entries.
+# spatial_keys: the pixel cells (SPATIAL_CELL x SPATIAL_CELL) whose Morton order orders the entries.
 SPATIAL_CELL = 4
 # Faces whose twice-signed screen area is at most this (pixels^2) are degenerate and skipped.
 AREA_EPS = 1e-12
@@ -1021,8 +1021,8 @@ def build(real, LANES=1, BR=1):
 
     @kernel
     def backward(fs: arr, faces: iarr, tab: iarr, eperm: iarr, colors: arr, pb: sarr, rank: iarr, cutb: siarr,
-                 tmax: iarr, smax: iarr, gsv: arr, gcol: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real, d2cull: real, cz: real,
-                 per_face: ti.i32, need_sv: ti.i32, need_col: ti.i32, C: ti.template()):
+                 tmax: iarr, smax: iarr, gsv: arr, gcol: arr, H: ti.i32, W: ti.i32, T: ti.i32, k2: real,
+                 d2cull: real, cz: real, per_face: ti.i32, need_sv: ti.i32, need_col: ti.i32, C: ti.template()):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns whose pixels were all cut at or
         before it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
@@ -1134,8 +1134,8 @@ def build(real, LANES=1, BR=1):
         """The kernels, and the ti.func helpers kernels/dibr.py shares."""
 
     ns = Kernels()
-    for name, obj in dict(setup=setup, spatial_keys=spatial_keys, forward=forward, pixel_prep=pixel_prep, backward=backward,
-                          scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
+    for name, obj in dict(setup=setup, spatial_keys=spatial_keys, forward=forward, pixel_prep=pixel_prep,
+                          backward=backward, scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
                           tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
                           expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_masks=entry_masks,

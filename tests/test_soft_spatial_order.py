@@ -51,8 +51,8 @@ def test_spatial_order_permutes_each_images_entries_by_key_ties_in_entry_order()
     m1 = [(9.0 * c, 9.0 * c), (c + 1.0, c + 1.0), (c + 2.0, c + 2.0), (0.5, 0.5)]
     sv = [torch.tensor(sum((_tri(x, y) for x, y in m), []), dtype=torch.float64) for m in (m0, m1)]
     faces = [torch.arange(3 * len(m)).reshape(-1, 3) for m in (m0, m1)]
-    prep = soft_prim.PRIM.prepare(tr.Meshes(sv, faces), None, [torch.ones(3 * len(m), 1, dtype=torch.float64) for m in (m0, m1)],
-                                  (48, 48))
+    ones = [torch.ones(3 * len(m), 1, dtype=torch.float64) for m in (m0, m1)]
+    prep = soft_prim.PRIM.prepare(tr.Meshes(sv, faces), None, ones, (48, 48))
     sv_packed, faces_packed, _, _, tab = prep.inputs
     K = soft.build(ti.f64, 1, 1)
     eperm = soft_prim.spatial_order(K, sv_packed, faces_packed, tab, prep.params["counts"])
