@@ -71,10 +71,11 @@ def tile_schedule(offsets, threads=None):
     max(512, n / (32 P))) consecutive iterations, whatever ``loop_config(block_dim=...)`` says
     (measured: with the first half of 1024 iterations heavy, one of two threads runs them all and
     the other idles). Tiles in image order then load the threads by how much of the mesh lies in
-    their part of the image (bunny 512² soft forward: 1.5 of 2 cores busy). On the CPU the tiles are dealt, longest list first, to P chunks
-    in a snake (0 .. P - 1, P - 1 .. 0, ...), so the chunks get equal counts and near-equal work,
-    and each chunk visits its tiles in image order (neighbouring tiles share faces in cache). On
-    GPUs, which schedule dynamically: image order. ``threads`` overrides P (tests)."""
+    their part of the image (bunny 512² soft forward: 1.5 of 2 cores busy). On the CPU the tiles
+    are dealt, longest list first, to P chunks in a snake (0 .. P - 1, P - 1 .. 0, ...), so the
+    chunks get equal counts and near-equal work, and each chunk visits its tiles in image order
+    (neighbouring tiles share faces in cache). On GPUs, which schedule dynamically: image order.
+    ``threads`` overrides P (tests)."""
     import numpy as np
     import taichi as ti
 
