@@ -1135,8 +1135,8 @@ def build(real, LANES=1, BR=1):
 
     ns = Kernels()
     for name, obj in dict(setup=setup, spatial_keys=spatial_keys, forward=forward, pixel_prep=pixel_prep,
-                          backward=backward, scatter_verts=scatter_verts, scatter_colors=scatter_colors, face_frame=face_frame,
-                          tile_max_cut=tile_max_cut,
+                          backward=backward, scatter_verts=scatter_verts, scatter_colors=scatter_colors,
+                          face_frame=face_frame, tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
                           expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_masks=entry_masks,
                           seg_max_cut=seg_max_cut).items():
