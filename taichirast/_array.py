@@ -204,11 +204,57 @@ def index_rows(like, rows: int, n: int):
     return np.ascontiguousarray(np.broadcast_to(np.arange(n, dtype=np.int32), (rows, n)))
 
 
+_HOST_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"})
+
+
+def host_view(x):
+    """A NumPy view (no copy) of ``x`` when its data is in host memory: a NumPy array, or a plain
+    CPU torch tensor; None otherwise (a GPU tensor, a device-resident one, a dtype NumPy lacks).
+
+    The validation reductions below read through it: on CPU each torch reduction wakes torch's
+    thread pool (~0.2-1 ms per call on 2 cores with OMP_WAIT_POLICY=PASSIVE, ~0.05 ms in NumPy),
+    and a rasterize + interpolate step made six of them (BENCHMARKS.md, sixth session)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if not is_torch(x) or x.device.type != "cpu" or type(x).__module__.split(".")[0] != "torch":
+        return None
+    if dtype_name(x) not in _HOST_DTYPES:
+        return None
+    try:
+        return x.detach().numpy()
+    except (RuntimeError, TypeError):  # e.g. a tensor with a conjugate / negative bit, a functorch wrapper
+        return None
+
+
+def all_finite(x) -> bool:
+    """Whether every value of the float array ``x`` is finite (True for an empty one)."""
+    h = host_view(x)
+    if h is not None:
+        return bool(np.isfinite(h).all())
+    return bool(x.detach().isfinite().all())
+
+
+def min_max(x) -> tuple:
+    """``(min, max)`` of a non-empty array as Python ints (integer ``x``) or floats."""
+    h = host_view(x)
+    if h is not None:
+        lo, hi = h.min(), h.max()
+    else:
+        import torch
+
+        lo, hi = torch.aminmax(x.detach())
+    cast = int if dtype_name(x).startswith(("int", "uint")) else float
+    return cast(lo), cast(hi)
+
+
 def abs_max(x) -> float:
-    """``max |x|`` as a Python float (0 for an empty array)."""
+    """``max |x|`` as a Python float (0 for an empty array; NaN if ``x`` holds one)."""
     if x.shape.numel() == 0 if is_torch(x) else x.size == 0:
         return 0.0
-    return float(x.abs().max()) if is_torch(x) else float(np.abs(x).max())
+    h = host_view(x)
+    if h is not None:
+        return float(max(-h.min(), h.max())) if h.dtype.kind == "f" else float(np.abs(h).max())
+    return float(x.detach().abs().max())
 
 
 def to_numpy(x):

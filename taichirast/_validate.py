@@ -85,8 +85,7 @@ def float_array(fn, name, x, kind, like=None, ndims=None, last=None, finite=True
         raise ValueError(f"{fn}: {name} must have size {last} in its last dimension, got shape {tuple(x.shape)}")
     n = x.numel() if A.is_torch(x) else x.size
     if finite and n and not is_trusted():
-        ok = bool(x.detach().isfinite().all()) if A.is_torch(x) else bool(np.isfinite(x).all())
-        if not ok:
+        if not A.all_finite(x):
             raise ValueError(f"{fn}: {name} contains NaN or infinite values")
     return x
 
@@ -121,8 +120,7 @@ def screen_limit(dtype: str) -> float:
 def bounded(fn, name, x, limit, why):
     """``x`` if ``max |x| <= limit`` (and no NaN), else ValueError naming ``name``, the magnitude, the
     limit and ``why`` (what goes wrong, what to do)."""
-    x_ = x.detach() if A.is_torch(x) else np.asarray(x)
-    m = float(abs(x_).max()) if (x_.numel() if A.is_torch(x_) else x_.size) else 0.0
+    m = A.abs_max(x if A.is_array(x) else np.asarray(x))
     if not m <= limit:
         raise ValueError(f"{fn}: {name} has magnitudes up to {m:.3g}, beyond the limit {limit:.3g}: {why}")
     return x
@@ -134,7 +132,8 @@ def screen_verts(fn, name, x, kind, like=None):
     sv = verts(fn, name, x, kind, like)
     dt = A.dtype_name(sv)
     more = f", or use float64 (limit {screen_limit('float64'):.3g})" if dt == "float32" else ""
-    xy = A.columns(sv.reshape(-1, 3), 0, 2)  # a copy: a device-resident sv stays on the device
+    h = A.host_view(sv)  # else a copy: a device-resident sv stays on the device
+    xy = h.reshape(-1, 3)[:, :2] if h is not None else A.columns(sv.reshape(-1, 3), 0, 2)
     bounded(fn, f"{name} (x, y in pixels)", xy, screen_limit(dt),
             f"{dt} rasterization's edge functions would overflow and faces vanish. If they are projected "
             f"verts (render, project), the mesh reaches that far on screen: scale or move the verts, or cut "
@@ -165,7 +164,7 @@ def faces(fn, name, f, kind, n_verts: int, like=None):
     if f.ndim != 2 or f.shape[1] != 3:
         raise ValueError(f"{fn}: {name} must have shape (F, 3), got {tuple(f.shape)}")
     if f.shape[0] > 0 and not is_trusted():
-        lo, hi = int(f.min()), int(f.max())
+        lo, hi = A.min_max(f)
         if lo < 0 or hi >= n_verts:
             raise ValueError(f"{fn}: {name} has indices in [{lo}, {hi}] but there are {n_verts} vertices "
                              f"(valid range [0, {n_verts - 1}])")

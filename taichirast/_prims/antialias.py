@@ -126,7 +126,7 @@ def antialias(color, fragments, screen_verts, faces, topology=None):
             raise ValueError(f"{FN}: {name} is on {x.device} but color is on {color.device}")
     n = B * H * W
     if n and not V.is_trusted():
-        lo, hi = _min_max(fid)
+        lo, hi = A.min_max(fid)
         if lo < -1 or hi >= F:
             raise ValueError(f"{FN}: fragments.face_id has values in [{lo}, {hi}] but there are {F} faces "
                              f"(valid: -1 for background, or [0, {F - 1}]); rasterize the same faces")
@@ -156,7 +156,7 @@ def _check_topology(topology, faces, kind, like):
     if A.is_torch(link) and A.is_torch(like) and link.device != like.device:
         raise ValueError(f"{FN}: topology.link is on {link.device} but screen_verts is on {like.device}")
     if F and not V.is_trusted():
-        lo, hi = _min_max(link)
+        lo, hi = A.min_max(link)
         if lo < -1 or hi >= 8 * F:
             raise ValueError(f"{FN}: topology.link has values in [{lo}, {hi}], expected -1 or [0, {8 * F - 1}]; "
                              f"build it with edge_topology(faces) for this mesh")
@@ -165,15 +165,6 @@ def _check_topology(topology, faces, kind, like):
             raise ValueError(f"{FN}: topology was built from different faces than the faces passed; "
                              f"rebuild it with edge_topology(faces)")
     return A.astype(link, "int32")
-
-
-def _min_max(x):
-    if A.is_torch(x):
-        import torch
-
-        lo, hi = torch.aminmax(x)
-        return int(lo), int(hi)
-    return int(x.min()), int(x.max())
 
 
 def _copy(x):

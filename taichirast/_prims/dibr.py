@@ -70,9 +70,10 @@ def dibr_silhouette(screen_verts, faces, fragments, image_size, sigmainv=7000.0,
         raise ValueError(f"{FN}: face_id must have shape (B, {H}, {W}) or ({H}, {W}) to match image_size, "
                          f"got {tuple(fid.shape)}")
     n = fid.numel() if A.is_torch(fid) else fid.size
-    if n and not V.is_trusted() and (int(fid.min()) < -1 or int(fid.max()) >= faces.shape[0]):
+    lo, hi = A.min_max(fid) if n and not V.is_trusted() else (-1, -1)
+    if lo < -1 or hi >= faces.shape[0]:
         raise ValueError(f"{FN}: face_id values must be -1 (background) or in [0, {faces.shape[0] - 1}], "
-                         f"got [{int(fid.min())}, {int(fid.max())}]")
+                         f"got [{lo}, {hi}]")
     if A.is_torch(fid) and A.is_torch(sv) and fid.device != sv.device:
         raise ValueError(f"{FN}: face_id is on {fid.device} but screen_verts is on {sv.device}")
     fid = A.astype(fid, "int32")

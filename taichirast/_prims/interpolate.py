@@ -68,7 +68,7 @@ def interpolate(attrs, faces, fragments):
                          f"(attrs' batch must be 1 or equal)")
     n = face_id.numel() if A.is_torch(face_id) else face_id.size
     if n and not V.is_trusted():
-        lo, hi = int(face_id.min()), int(face_id.max())
+        lo, hi = A.min_max(face_id)
         if lo < -1 or hi >= faces.shape[0]:
             raise ValueError(f"{FN}: face_id has values in [{lo}, {hi}] but there are {faces.shape[0]} faces "
                              f"(valid: -1 for background, or [0, {faces.shape[0] - 1}])")

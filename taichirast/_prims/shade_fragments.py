@@ -139,7 +139,7 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
         raise ValueError(f"{FN}: normal_faces must have one row per face ({F}), got {tuple(normal_faces.shape)}")
     n = B * H * W
     if n and not V.is_trusted():
-        lo, hi = int(face_id.min()), int(face_id.max())
+        lo, hi = A.min_max(face_id)
         if lo < -1 or hi >= F:
             raise ValueError(f"{FN}: face_id has values in [{lo}, {hi}] but there are {F} faces "
                              f"(valid: -1 for background, or [0, {F - 1}])")
