@@ -85,6 +85,14 @@ visiting face f at pixel p (``nrem`` faces, f included, left in the tile's list,
   ``w_j = D_j exp((zm - zp_j) cz) <= exp((zm - zmin_f) cz)`` (D <= 1, zp_j >= zmin_j >= zmin_f > zm), so the skipped weight sum
   ``Z_s`` is bounded and ``|Δrgb| = |A_s - rgb Z_s| / (Z + Z_s) <= Z_s 2 cmax / Z <= tol``.
 
+The saturation snap (also ``approx`` only): a pixel whose final ``1 - alpha = exp(S)`` is at most
+``tol`` outputs alpha = 1 exactly and saves ``1 - alpha = 0`` (``block_finish``). The exact alpha
+is then within ``[1 - exp(S), 1]`` (the faces the cut skipped only lower ``1 - alpha``), so ``|Δalpha|
+<= tol`` still holds; alpha no longer depends on the pixel's pairs, so the backward's alpha
+gradient there, ``g_alpha (1 - alpha) D_j``, is exactly 0 and a pair whose colour part is skipped
+too is not computed at all (bunny 512²: backward 0.89-0.92x, fwd+bwd 0.93-0.94x, interleaved).
+Tracking the snap during the walk to skip such pairs in the forward as well measured 1.12x slower.
+
 A cut pixel is never touched again, and a block stops once all its pixels are cut. Both tests
 only loosen along the list (nrem falls, zmin_f rises) and a face that does not reach p leaves its
 sums as they are, so testing p at such a face skips exactly the pairs testing it at the next face
@@ -642,8 +650,11 @@ def build(real, LANES=1, BR=1):
         return zm, Z, acc
 
     @ti.func
-    def block_finish(out: arr, aux: arr, cut: iarr, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, C: ti.template()):
-        """Normalise a block's sums into out, aux and cut at its lanes' pixels (rl, cl), those in inb."""
+    def block_finish(out: arr, aux: arr, cut: iarr, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, tol,
+                     C: ti.template(), approx: ti.template()):
+        """Normalise a block's sums into out, aux and cut at its lanes' pixels (rl, cl), those in inb.
+        With ``approx``, a pixel with ``1 - alpha <= tol`` gets alpha = 1 exactly and aux's 1 - alpha
+        = 0 (the saturation snap, module docstring: its alpha gradient is then exactly 0)."""
         for l in ti.static(range(LANES)):
             if inb[l]:
                 r = rl[l]
@@ -652,11 +663,17 @@ def build(real, LANES=1, BR=1):
                 iZ = real(1.0) / Z[l]
                 for ch in ti.static(range(C)):
                     out[b, r, c, ch] = acc[ch, l] * iZ
-                out[b, r, c, C] = -expm1(S)
+                om = ti.exp(S)  # 1 - alpha
+                alpha = -expm1(S)
+                if ti.static(approx):
+                    if om <= tol:
+                        om = real(0.0)
+                        alpha = real(1.0)
+                out[b, r, c, C] = alpha
                 aux[b, r, c, 0] = zm[l]
                 aux[b, r, c, 1] = Z[l]
                 aux[b, r, c, 2] = exp_((zm[l] - zb) * cz) * iZ
-                aux[b, r, c, 3] = ti.exp(S)
+                aux[b, r, c, 3] = om
                 cut[b, r, c] = cutv[l]
 
     @ti.func
@@ -809,7 +826,7 @@ def build(real, LANES=1, BR=1):
                                                  for i in ti.static(range(3))], real)
                                 ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
                                 zm, Z, acc = lane_colour(zm, Z, acc, cm, D, ba0, ba1, ba2, iz, col, cz, per_face, C)
-                block_finish(out, aux, cut, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, C)
+                block_finish(out, aux, cut, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, tol, C, approx)
 
     @kernel
     def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, pb: sarr, cutb: siarr, C: ti.template()):

@@ -152,4 +152,30 @@ def test_cutoff_colour_bound_is_per_image():
     assert torch.equal(batch[:1], alone)
     loud_alone = tr.soft_rasterize(sv, faces, loud, size, **KW)
     assert torch.equal(batch[1:], loud_alone)
-    assert not torch.equal(loud_alone[..., 3], alone[..., 3])  # the bound differs, so do the cuts
+    assert _cuts(sv, faces, loud, size) != _cuts(sv, faces, colors, size)  # the bound differs, so do the cuts
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_saturated_alpha_snaps_to_one_with_zero_gradient(dtype):
+    """exact=False: a pixel whose 1 - alpha is at most CUT_TOL gets alpha = 1 exactly (within the
+    bound: the exact alpha is within CUT_TOL of 1 there), and alpha's gradient through it is exactly
+    0, the gradient of what was computed; exact=True keeps 1 - exp(S). Pixels well below the
+    tolerance snap, those well above do not."""
+    size = (40, 48)
+    sv, faces, colors = _layers(7, n_front=60, n_back=30, dtype=dtype)
+    ea = tr.soft_rasterize(sv, faces, colors, size, exact=True, **KW)[0, ..., 3]
+    om = 1.0 - ea.double()
+    snapped = om < CUT_TOL / 10
+    assert snapped.sum() > 100 and (om > 10 * CUT_TOL).sum() > 100 and ((om > 0) & snapped).sum() > 100
+    aa = tr.soft_rasterize(sv, faces, colors, size, **KW)[0, ..., 3]
+    assert (aa[snapped] == 1).all() and (aa[om > 10 * CUT_TOL] < 1).all()
+    assert (ea[snapped] < 1).any()  # exact=True does not snap
+    assert (aa.double() - ea.double()).abs().max() <= CUT_TOL + (1e-6 if dtype == torch.float32 else 1e-12)
+    for exact in (False, True):
+        s = sv.detach().requires_grad_()
+        w = snapped.to(dtype)[None]  # the alpha of the snapped pixels only
+        (tr.soft_rasterize(s, faces, colors, size, exact=exact, **KW)[..., 3] * w).sum().backward()
+        if exact:
+            assert s.grad.abs().max() > 0
+        else:
+            assert torch.equal(s.grad, torch.zeros_like(s.grad))

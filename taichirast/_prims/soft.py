@@ -26,8 +26,9 @@ Inputs
                   same for every tile size, otherwise within the cut-off's tolerance). 16 measured best
                   (or on par) for a 70k-face mesh at 512 x 512 on CPU.
     exact         False (default): each pixel stops once the faces left, in depth order, would change its
-                  alpha and colour by at most ``CUT_TOL`` = 9e-5 (bound proved in kernels/soft.py);
-                  True: every face within the cull radius is summed. Both are deterministic run to run.
+                  alpha and colour by at most ``CUT_TOL`` = 9e-5, and a pixel whose 1 - alpha is at most
+                  ``CUT_TOL`` has alpha = 1 exactly (bounds proved in kernels/soft.py); True: every face
+                  within the cull radius is summed. Both are deterministic run to run.
 
 The channel count C is a compile-time constant of the kernels (colours live in registers): each new C
 compiles the kernels once.
@@ -50,9 +51,9 @@ from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
 FN = "soft_rasterize"
-# Tolerance of the depth-ordered cut-off (exact=False): max |Δalpha| and max |Δrgb| per pixel. The
-# soft-raster issue allows 1e-4; 9e-5 keeps 1e-5 of it for float32 rounding of the compared images
-# (bunny 512² fwd+bwd 279 -> 255 ms against 1e-5, interleaved).
+# Tolerance of the depth-ordered cut-off and of the saturation snap (exact=False): max |Δalpha| and
+# max |Δrgb| per pixel. The soft-raster issue allows 1e-4; 9e-5 keeps 1e-5 of it for float32 rounding
+# of the compared images (bunny 512² fwd+bwd 279 -> 255 ms against 1e-5, interleaved).
 CUT_TOL = 9e-5
 
 
@@ -81,8 +82,9 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     Faces are visited nearest first (deterministic: the same result run to run). Unless
     ``exact=True``, a pixel stops once the faces left would change it by less than
     ``CUT_TOL = 9e-5`` (its ``1 - alpha`` is below 9e-5 and the softmax weight they can still add
-    is below 9e-5 of its total, scaled by the colour range), so ``max |Δalpha|`` and
-    ``max |Δrgb|`` against the exact sum are at most 9e-5 each (kernels/soft.py); gradients are
+    is below 9e-5 of its total, scaled by the colour range), and a pixel whose ``1 - alpha`` is at
+    most 9e-5 gets alpha = 1 exactly (saturated: alpha's gradient is 0 there), so ``max |Δalpha|``
+    and ``max |Δrgb|`` against the exact sum are at most 9e-5 each (kernels/soft.py); gradients are
     those of what was computed.
 
     Args:
