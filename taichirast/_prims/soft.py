@@ -26,9 +26,10 @@ Inputs
                   same for every tile size, otherwise within the cut-off's tolerance). 16 measured best
                   (or on par) for a 70k-face mesh at 512 x 512 on CPU.
     exact         False (default): each pixel stops once the faces left, in depth order, would change its
-                  alpha and colour by at most ``CUT_TOL`` = 9e-5, and a pixel whose 1 - alpha is at most
-                  ``CUT_TOL`` has alpha = 1 exactly (bounds proved in kernels/soft.py); True: every face
-                  within the cull radius is summed. Both are deterministic run to run.
+                  alpha and colour by at most ``CUT_TOL`` = 9e-5, a pixel whose 1 - alpha is at most
+                  ``CUT_TOL`` has alpha = 1 exactly, and faces whose softmax weight is provably below
+                  ``DROP_TOL`` = 1e-6 in total add no colour (bounds proved in kernels/soft.py); True:
+                  every face within the cull radius is summed. Both are deterministic run to run.
 
 The channel count C is a compile-time constant of the kernels (colours live in registers): each new C
 compiles the kernels once.
@@ -55,6 +56,10 @@ FN = "soft_rasterize"
 # max |Δrgb| per pixel. The soft-raster issue allows 1e-4; 9e-5 keeps 1e-5 of it for float32 rounding
 # of the compared images (bunny 512² fwd+bwd 279 -> 255 ms against 1e-5, interleaved).
 CUT_TOL = 9e-5
+# The colour floor's share of the bound (exact=False): a pair whose softmax weight is provably below
+# exp(-U) of the pixel's front gets weight 0, with U (``colour_floor``) chosen so the pairs dropped at
+# a pixel change its colour by at most DROP_TOL; max |Δrgb| <= CUT_TOL + DROP_TOL = 9.1e-5.
+DROP_TOL = 1e-6
 
 
 def tile_size_arg(fn, tile_size):
@@ -83,9 +88,10 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     ``exact=True``, a pixel stops once the faces left would change it by less than
     ``CUT_TOL = 9e-5`` (its ``1 - alpha`` is below 9e-5 and the softmax weight they can still add
     is below 9e-5 of its total, scaled by the colour range), and a pixel whose ``1 - alpha`` is at
-    most 9e-5 gets alpha = 1 exactly (saturated: alpha's gradient is 0 there), so ``max |Δalpha|``
-    and ``max |Δrgb|`` against the exact sum are at most 9e-5 each (kernels/soft.py); gradients are
-    those of what was computed.
+    most 9e-5 gets alpha = 1 exactly (saturated: alpha's gradient is 0 there), and faces so far
+    behind a pixel's front that their colour weights move it by at most 1e-6 in all add none,
+    so ``max |Δalpha|`` and ``max |Δrgb|`` against the exact sum are at most 9e-5 and 9.1e-5
+    (kernels/soft.py); gradients are those of what was computed.
 
     Args:
         screen_verts: ``(V, 3)`` or ``(B, V, 3)`` from :func:`project`.
@@ -188,7 +194,7 @@ def forward(inputs, params):
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
-        return (out,), (sv, faces, colors, bg, tab, none, A.zeros(sv, (1, soft.K)), out, aux, none, none)
+        return (out,), (sv, faces, colors, bg, tab, none, A.zeros(sv, (1, soft.K)), out, aux, none, none, none)
     lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
     K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
@@ -204,8 +210,28 @@ def forward(inputs, params):
     emask = A.empty(sv, (tile_faces.shape[0],), "int32")
     K.entry_masks(reach, offsets, tile_faces, torder, emask, W, H, T)
     K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
-              sc["d2cull"], sc["cz"], sc["zb"], cmaxb, CUT_TOL, int(params["per_face"]), C, not params["exact"])
-    return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut)
+              sc["d2cull"], sc["cz"], sc["zb"], colour_floor(params, cmaxb, bg, sv), cmaxb, CUT_TOL,
+              int(params["per_face"]), C, not params["exact"])
+    return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb)
+
+
+def colour_floor(params, cmaxb, bg, like):
+    """U of the colour floor (kernels/soft.py, "Exact shortcuts"): a pair whose softmax exponent
+    ``(zm - zmin_j) cz`` is below -U gets colour weight 0 in both passes. With ``exact`` (and
+    wherever the bound below reaches it) U is the underflow bound, below which the weight is 0
+    anyway; otherwise ``U = ln(E 2 c / (cull_eps DROP_TOL))`` with E the most faces of an image and c
+    = max(1, the largest |colour| of the images, ``cmaxb``, and of the background): at most E pairs
+    of weight below exp(-U) are dropped at a pixel whose softmax sum is at least cull_eps, so its
+    colour moves by at most DROP_TOL. A host scalar, so both passes test with the same bits."""
+    from taichirast.kernels import real_type, soft
+
+    dt = A.dtype_name(like)
+    uf = soft.underflow(real_type(dt))
+    if params["exact"] or params["E"] == 0:
+        return uf
+    bits = A.to_numpy(cmaxb)
+    cmax = max(float(bits.view(np.dtype(dt)).max()), A.abs_max(bg), 1.0)
+    return min(uf, math.log(max(params["counts"]) * 2.0 * cmax / (params["cull_eps"] * DROP_TOL)))
 
 
 def spatial_order(K, sv, faces, tab, counts):
@@ -248,7 +274,7 @@ def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
         return [None] * 5
@@ -275,8 +301,8 @@ def backward(saved, params, grads, needs):
         K.seg_max_cut(cut, smax)
         none = A.zeros(sv, (1, 1, 1))  # for the gradient not wanted
         K.backward(fs, faces, tab, eperm, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
-                   gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"], int(params["per_face"]),
-                   int(need_sv), int(need_col), C)
+                   gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"],
+                   colour_floor(params, cmaxb, bg, sv), int(params["per_face"]), int(need_sv), int(need_col), C)
     if need_bg:
         # d rgb / d bg = w_b / Z per pixel; alpha does not depend on the background.
         gbg = A.contiguous(A.sum_axes(g[..., :C] * aux[..., 2:3], (0, 1, 2)))
