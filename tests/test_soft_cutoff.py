@@ -237,12 +237,13 @@ def test_colour_floor_drops_far_pairs_and_the_backward_follows(monkeypatch):
     assert torch.autograd.gradcheck(fn, (s, c), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-def test_colour_floor_at_its_default_drops_only_negligible_weights():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_colour_floor_at_its_default_drops_only_negligible_weights(dtype):
     """With the default DROP_TOL, the second layer's colour gradients are exactly 0 where exact=True
     gives them the tiny weights it has, and the images agree within DROP_TOL."""
     from taichirast._prims import soft
 
-    sv, faces, colors, kw = _two_close_layers()
+    sv, faces, colors, kw = _two_close_layers(dtype)
     kw = {**kw, "gamma": 1.5e-3}  # the second layer ~35-40 softmax units behind: past U (~27), above underflow
     size = (6, 7)
     out = {}
