@@ -112,7 +112,8 @@ underflow bound): a pixel drops at most E pairs (its image's faces), each of wei
 cull_eps, or zm = zb and w_b = 1), so its colour moves by at most ``E exp(-uc) 2 c / cull_eps =
 tol_d`` (c >= max |colour|, as in the cut-off). The forward tests with the running zm, the backward
 with the final one, and they agree: faces come in zmin order, so when ``zm <= zmin_j`` no later face
-(zp >= zmin >= zmin_j) lowers zm, and when ``zm > zmin_j`` neither test drops the pair. A backward
+(zp >= zmin >= zmin_j) lowers zm, and when ``zm > zmin_j`` neither test drops the pair (up to zp
+rounding an ulp below zmin: a pair within rounding of the threshold, of weight ~exp(-uc)). A backward
 pair whose colour part is skipped and whose alpha gradient is 0 contributes exactly 0 and is
 skipped before its geometry. The floor at its default (bunny 512²: uc ~35 instead of 88) measured
 backward 0.92x, fwd+bwd 0.92x (interleaved).

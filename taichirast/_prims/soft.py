@@ -87,10 +87,10 @@ def soft_rasterize(screen_verts, faces, colors, image_size, background=None, sig
     Faces are visited nearest first (deterministic: the same result run to run). Unless
     ``exact=True``, a pixel stops once the faces left would change it by less than
     ``CUT_TOL = 9e-5`` (its ``1 - alpha`` is below 9e-5 and the softmax weight they can still add
-    is below 9e-5 of its total, scaled by the colour range), and a pixel whose ``1 - alpha`` is at
-    most 9e-5 gets alpha = 1 exactly (saturated: alpha's gradient is 0 there), and faces so far
-    behind a pixel's front that their colour weights move it by at most 1e-6 in all add none,
-    so ``max |Δalpha|`` and ``max |Δrgb|`` against the exact sum are at most 9e-5 and 9.1e-5
+    is below 9e-5 of its total, scaled by the colour range); a pixel whose ``1 - alpha`` is at
+    most 9e-5 gets alpha = 1 exactly (saturated: alpha's gradient is 0 there); and faces so far
+    behind a pixel's front that their colour weights move it by at most 1e-6 in all add none. So
+    ``max |Δalpha|`` and ``max |Δrgb|`` against the exact sum are at most 9e-5 and 9.1e-5
     (kernels/soft.py); gradients are those of what was computed.
 
     Args:
@@ -216,7 +216,7 @@ def forward(inputs, params):
 
 
 def colour_floor(params, cmaxb, bg, like):
-    """U of the colour floor (kernels/soft.py, "Exact shortcuts"): a pair whose softmax exponent
+    """U of the colour floor (kernels/soft.py, "The colour floor"): a pair whose softmax exponent
     ``(zm - zmin_j) cz`` is below -U gets colour weight 0 in both passes. With ``exact`` (and
     wherever the bound below reaches it) U is the underflow bound, below which the weight is 0
     anyway; otherwise ``U = ln(E 2 c / (cull_eps DROP_TOL))`` with E the most faces of an image and c
