@@ -258,8 +258,15 @@ def abs_max(x) -> float:
 
 
 def to_numpy(x):
-    """A NumPy copy (torch) or view (NumPy) of ``x``."""
-    return x.detach().cpu().numpy() if is_torch(x) else np.asarray(x)
+    """A NumPy copy (torch) or view (NumPy) of ``x``; a device-resident tensor
+    (:mod:`taichirast._resident`) is read without giving up its device arrays."""
+    if not is_torch(x):
+        return np.asarray(x)
+    from ._resident import Resident
+
+    if isinstance(x, Resident):
+        return x.host(writable=False).detach().numpy().copy()
+    return x.detach().cpu().numpy()
 
 
 def item(x) -> float:

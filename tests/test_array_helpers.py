@@ -62,3 +62,15 @@ def test_integer_min_max_is_exact_ints(dtype):
 def test_abs_max_of_empty_is_zero():
     assert A.abs_max(np.zeros((0, 3))) == 0.0
     assert A.abs_max(torch.zeros(0, 3)) == 0.0
+
+
+def test_to_numpy_copies_every_kind():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for name, x in _kinds(a):
+        h = A.to_numpy(x)
+        assert isinstance(h, np.ndarray) and np.array_equal(h, a), name
+    res = R.empty((2, 3), torch.float32, fill=0)
+    res.copy_(torch.from_numpy(a))
+    h = A.to_numpy(res)
+    h[0, 0] = 99.0  # a copy: the resident tensor keeps its data
+    assert float(res[0, 0]) == 0.0
