@@ -254,3 +254,32 @@ def test_colour_floor_at_its_default_drops_only_negligible_weights(dtype):
         out[exact] = (o.detach(), c.grad)
     assert torch.equal(out[False][1][9:], torch.zeros_like(colors[9:])) and (out[True][1][9:] != 0).all()
     assert (out[False][0] - out[True][0]).abs().max() <= soft.DROP_TOL
+
+
+def test_cutoff_colour_gradients_follow_the_cut(monkeypatch):
+    """A pixel the cut stopped is saturated, so its alpha is snapped to 1 and carries no gradient; the
+    cut must still hold for its colour. A front layer over the left of the image and a second layer
+    ~10 softmax units behind everywhere: with a loose tolerance (0.5) pixels under the front stop
+    before the second layer, whose colour then visibly drops out, the others sum it; float64
+    gradcheck passes only if the backward skips exactly the pairs the forward did."""
+    from taichirast._prims import soft
+
+    monkeypatch.setattr(soft, "CUT_TOL", 0.5)
+    g = np.random.default_rng(12)
+    front = np.array([[-20.0, -20.0], [3.5, -20.0], [3.5, 30.0]])[None] + g.normal(0, 0.2, (3, 3, 2))
+    back = np.array([[-30.0, -30.0], [60.0, -20.0], [-20.0, 60.0]])[None] + g.normal(0, 1.0, (3, 3, 2))
+    z = np.concatenate([np.full((3, 3), 2.0), np.full((3, 3), 2.5)]) + g.uniform(0, 0.1, (6, 3))
+    sv = torch.tensor(np.concatenate([np.concatenate([front, back]), z[..., None]], -1).reshape(1, -1, 3),
+                      requires_grad=True)
+    faces = torch.arange(18).reshape(6, 3)
+    colors = torch.tensor(g.uniform(0, 1, (18, 2)), requires_grad=True)
+    size = (6, 10)  # columns 7-9: beyond the front's reach (cull radius 2.9 px)
+    # k2 ~ 1.1 per pixel^2 (sharp coverage); the second layer 8.4-12.6 softmax units behind (past the
+    # cut-off's prefilter, 8)
+    kw = dict(sigma=0.1, gamma=5e-3, near=0.5, far=10.0)
+    cuts = _cuts(sv.detach(), faces, colors.detach(), size, **kw)
+    assert 10 <= cuts <= 50  # of 60: the pixels the front reaches stop early, the others do not
+    fn = lambda s, c: tr.soft_rasterize(s, faces, c, size, **kw)  # noqa: E731
+    exact = tr.soft_rasterize(sv.detach(), faces, colors.detach(), size, exact=True, **kw)
+    assert (fn(sv, colors).detach() - exact)[..., :2].abs().max() > 1e-3  # the skipped colour mattered
+    assert torch.autograd.gradcheck(fn, (sv, colors), eps=1e-6, atol=1e-7, rtol=1e-5)
