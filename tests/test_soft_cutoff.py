@@ -69,8 +69,10 @@ def test_cutoff_within_tolerance_of_exact_sum(seed, dtype):
 def test_cutoff_gradients_float64_gradcheck(monkeypatch, tol):
     """Where the cut positions are stable under the finite-difference steps (a saturated front layer
     far in front of a back layer), the backward is the exact gradient of what the forward computes.
-    With a loose tolerance (0.2) the skipped back layer changes alpha visibly, so a backward that
-    used pairs the forward skipped would fail the check."""
+    With a loose tolerance (0.2) the skipped back layer changes alpha visibly, and every pixel is
+    cut and so snapped to alpha = 1 (1 - alpha ~0.01): this checks the snapped alpha's zero
+    gradient; test_cutoff_colour_gradients_follow_the_cut checks that the backward skips the pairs
+    the cut skipped."""
     from taichirast._prims import soft
 
     monkeypatch.setattr(soft, "CUT_TOL", tol)
