@@ -115,13 +115,6 @@ def splat(rgba, xy, fragments, sigma=0.5):
     return Prepared(inputs=[rgba, xy, face_id, depth], sources=["rgba", "xy", None, None], params=params)
 
 
-def _all_finite(x) -> bool:
-    """No NaN / inf in x. Fast path: a sum is finite iff every term is (overflow falls back)."""
-    if math.isfinite(float(x.sum())):
-        return True
-    return bool(x.isfinite().all()) if A.is_torch(x) else bool(np.isfinite(x).all())
-
-
 def _check_values(face_id, depth, rgba, xy):
     """Valid layers first; finite values on valid fragments (invalid ones may hold anything).
 
@@ -137,7 +130,7 @@ def _check_values(face_id, depth, rgba, xy):
     torch_ = A.is_torch(rgba)
     for name, x in (("rgba", rgba), ("xy", xy)):
         x = x.detach() if torch_ else x
-        if _all_finite(x):
+        if A.all_finite(x):
             continue
         fin = (x.isfinite() if torch_ else np.isfinite(x)).all(-1)
         if bool((valid & ~fin).any()):
