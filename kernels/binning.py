@@ -28,6 +28,13 @@ nearly all of it, growing with faces rather than pixels), the same lists come fr
 place in ``order``, from ``ranks``; a tile holds one image's entries). Ranks are a permutation, so
 the sorted list is exactly the chunked fill's, entry for entry (tests/test_binning.py).
 
+A ``visit`` ti.func given to ``build`` computes an int32 value per tile entry (the soft
+rasterizer's cell masks, kernels/soft.py ``cell_mask``): ``visit(bbox, f, ty, tx, k, values, T)``
+for entry f at place k of the list of tile (ty, tx) of its image, writing ``values[k]``. The chunked
+fill calls it as it writes each entry (the entry's bbox row is in cache then: a pass over the
+lists afterwards loads the rows in list order, a cache miss per entry); ``visit_entries`` is that
+pass, for lists made otherwise.
+
 List storage is sized from the counts, so no face is ever dropped (no fixed per-tile capacity).
 With ``fill`` the order of faces inside one tile depends on thread timing; the hard rasterizer
 breaks depth ties by face id, and the soft and DIB-R passes use the ordered fills.
@@ -51,7 +58,10 @@ CHUNK_STRIDE = 1024
 
 
 @functools.lru_cache(maxsize=None)
-def build(real):
+def build(real, visit=None):
+    """Kernels for float type ``real``; ``visit`` (None or a ti.func, module docstring) is what
+    ``fill_chunks`` and ``visit_entries`` compute per tile entry."""
+    has_visit = visit is not None
     arr = ti.types.ndarray(dtype=real)
     iarr = ti.types.ndarray(dtype=ti.i32)
 
@@ -150,15 +160,15 @@ def build(real):
                 s += k
 
     @kernel
-    def fill_chunks(bbox: arr, tab: iarr, order: iarr, cursor: iarr, tile_faces: iarr, H: ti.i32, W: ti.i32,
-                    T: ti.i32):
+    def fill_chunks(bbox: arr, tab: iarr, order: iarr, cursor: iarr, tile_faces: iarr, values: iarr, H: ti.i32,
+                    W: ti.i32, T: ti.i32):
         """Each chunk of ``order`` (one thread each) writes its entries, in order, from its own cursor
         (``chunk_cursors``) in every tile: each tile's list is in ``order``, whatever NC. Chunk c is
         iteration c * CHUNK_STRIDE of the loop (the others are empty): Taichi 1.7's CPU backend
         runs at least 512 consecutive iterations of a parallel loop as one task (its adaptive
         block size ignores ``loop_config(block_dim=...)``; measured: a 2-iteration loop of two
         equal halves took the time of both), so NC consecutive iterations would run on one
-        thread."""
+        thread. With ``visit``, values (N,) gets its value for each entry written (module docstring)."""
         ntx = (W + T - 1) // T
         nty = (H + T - 1) // T
         NC = cursor.shape[0]
@@ -176,6 +186,20 @@ def build(real):
                             k = cursor[c, tile]
                             tile_faces[k] = f
                             cursor[c, tile] = k + 1
+                            if ti.static(has_visit):
+                                visit(bbox, f, ty, tx, k, values, T)
+
+    @kernel
+    def visit_entries(bbox: arr, offsets: iarr, tile_faces: iarr, values: iarr, H: ti.i32, W: ti.i32, T: ti.i32):
+        """values (N,) = ``visit``'s value for every entry of the lists (offsets, tile_faces); one
+        thread per tile."""
+        ntx = (W + T - 1) // T
+        nty = (H + T - 1) // T
+        for tile in range(offsets.shape[0] - 1):
+            t = tile % (ntx * nty)
+            for k in range(offsets[tile], offsets[tile + 1]):
+                if ti.static(has_visit):
+                    visit(bbox, tile_faces[k], t // ntx, t % ntx, k, values, T)
 
     @kernel
     def ranks(order: iarr, rank: iarr):
@@ -217,4 +241,5 @@ def build(real):
 
     return types.SimpleNamespace(count=count, fill=fill, count_chunks=count_chunks, chunk_totals=chunk_totals,
                                  chunk_cursors=chunk_cursors, fill_chunks=fill_chunks, ranks=ranks,
+                                 visit_entries=visit_entries,
                                  sort_tiles=sort_tiles)

@@ -48,8 +48,9 @@ are never visited.
 The forward runs one thread per block of pixels of a screen tile (below); the block keeps its
 pixels' running sums (zm, Z, sum of max(x, 0), T, colour) in registers while it walks its tile's
 faces, passing over those whose box and disk hold none of its cell's pixel centres
-(``entry_masks``: a bit per cell of the tile for each tile entry, read in list order, so a face's
-row of fs is touched only when it is used). Per
+(``cell_mask``: a bit per cell of the tile for each tile entry, computed by the tile binning's
+fill as it writes the entry, read in list order, so a face's row of fs is touched only when it is
+used). Per
 pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per
 *face* over the rows of blocks its disk reaches, so a face's vertex gradients accumulate in
 registers (no per-pixel atomics), added to its vertices at the end (``scatter_*``). A pair is
@@ -164,7 +165,7 @@ NO_CUT = 2**31 - 1
 # The cut-off test (``lane_saturated``) passes only for faces this many softmax units behind the
 # pixel's front (exp(-8) ~ 3e-4: nearer faces can rarely pass it, and the test costs two exps).
 CUT_PREFILTER = 8.0
-# entry_masks: the cells of a tile (a bit each in an int32 mask) are at most MASK_SIDE x MASK_SIDE.
+# cell_mask: the cells of a tile (a bit each in an int32 mask) are at most MASK_SIDE x MASK_SIDE.
 MASK_SIDE = 4
 # Pixels per row segment of ``seg_max_cut``: the backward passes over a segment whose pixels were
 # all cut at or before a face without loading them (a multiple of every block width).
@@ -481,7 +482,7 @@ def build(real, LANES=1, BR=1):
         the binning box (``REACH_BOX``: the vertex box grown by ``margin`` pixels, cut to the disk
         of radius R + margin around the centroid if use_disk), then the disk (``REACH_DISK``: centre
         and radius, -1 without) as in fs, in rows of their own for the passes that read them by
-        tile entry (``entry_masks``, binning). Slot f holds entry ``eperm[f]`` (``spatial_order``:
+        tile entry (``cell_mask``, binning). Slot f holds entry ``eperm[f]`` (``spatial_order``:
         a permutation within each image's entries, so slot f's image is entry f's)."""
         for f in range(fs.shape[0]):
             b, g = entry_face(tab, eperm[f])
@@ -689,73 +690,61 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def tile_cells(T):
-        """The cell grid of a T x T tile's blocks (``entry_masks``): (TBr, TBc) blocks per tile
+        """The cell grid of a T x T tile's blocks (``cell_mask``): (TBr, TBc) blocks per tile
         column and row, (CR, CC) cells, at most MASK_SIDE x MASK_SIDE; block (i, j) is in cell
         (i CR // TBr, j CC // TBc)."""
         TBr = (T + BR - 1) // BR
         TBc = (T + BC - 1) // BC
         return TBr, TBc, ti.min(TBr, MASK_SIDE), ti.min(TBc, MASK_SIDE)
 
-    @kernel
-    def entry_masks(reach: arr, offsets: iarr, tile_faces: iarr, torder: iarr, emask: iarr, W: ti.i32, H: ti.i32,
-                    T: ti.i32):
-        """emask (N,) int32 for the N tile entries of (offsets, tile_faces): bit ``a CC + c`` set
-        when the face's box and disk (``setup``'s reach; they hold every pixel it reaches) reach a
-        pixel centre of cell (a, c) of its tile (``tile_cells``: on the CPU with 16-pixel tiles a
-        cell is one 4 x 4 block, on GPUs a 4 x 4 group of pixels). The forward's blocks test their cell's bit, reading the masks in list
-        order, so a face's row of fs is touched only by the blocks that use it (the first fs load
-        of an entry was the forward's hottest cache miss), and a tile tests each face once per
-        cell instead of once per block and face."""
-        ntx = (W + T - 1) // T
-        nty = (H + T - 1) // T
+    @ti.func
+    def cell_mask(reach: arr, f, ty, tx, k, emask: iarr, T):
+        """The forward's cell mask of entry f at place k of tile (ty, tx)'s list (a ``visit`` of
+        kernels/binning.py: the chunked fill computes it as it writes the entry, with f's reach row in
+        cache): emask[k] gets bit ``a CC + c`` when the face's box and disk (``setup``'s reach; they
+        hold every pixel it reaches) reach a pixel centre of cell (a, c) of the tile
+        (``tile_cells``: on the CPU with 16-pixel tiles a cell is one 4 x 4 block, on GPUs a 4 x 4
+        group of pixels). The forward's blocks test their cell's bit, so a face's row of fs is touched
+        only by the blocks that use it, and a tile tests each face once per cell instead of once per
+        block and face. Vectorised over the cells."""
         TBr, TBc, CR, CC = tile_cells(T)
-        for it in range(torder.shape[0]):
-            tid = torder[it]  # balanced over the threads (``_binning.tile_schedule``)
-            tile = tid % (ntx * nty)
-            r_lo = (tile // ntx) * T
-            c_lo = (tile % ntx) * T
-            # each cell's pixel-centre rectangle: its first and last block rows / columns
-            x0 = vM(0.0)
-            x1 = vM(0.0)
-            y0 = vM(0.0)
-            y1 = vM(0.0)
-            bits = iM(0)  # each cell's bit, 0 for cells beyond the grid
-            for q in ti.static(range(MASK_SIDE * MASK_SIDE)):
-                a = q // MASK_SIDE
-                c = q % MASK_SIDE
-                y0[q] = real(r_lo + ((a * TBr + CR - 1) // CR) * BR) + real(0.5)
-                y1[q] = real(r_lo + (((a + 1) * TBr + CR - 1) // CR) * BR - 1) + real(0.5)
-                x0[q] = real(c_lo + ((c * TBc + CC - 1) // CC) * BC) + real(0.5)
-                x1[q] = real(c_lo + (((c + 1) * TBc + CC - 1) // CC) * BC - 1) + real(0.5)
-                if a < CR and c < CC:
-                    bits[q] = 1 << (a * CC + c)
-            k0 = offsets[tid]
-            k1 = offsets[tid + 1]
-            # software-pipelined: entry k + 1's row is loaded before entry k is tested, so its cache
-            # miss (the faces are in depth order: rows far apart) overlaps the work
-            nxt = ti.Vector([real(0.0) for _ in ti.static(range(NREACH - 1))])
-            if k0 < k1:
-                f = tile_faces[k0]
-                nxt = ti.Vector([reach[f, q] for q in ti.static(range(NREACH - 1))])
-            for k in range(k0, k1):
-                cur = nxt
-                if k + 1 < k1:
-                    f = tile_faces[k + 1]
-                    nxt = ti.Vector([reach[f, q] for q in ti.static(range(NREACH - 1))])
-                hit = (y1 >= cur[REACH_BOX + 2]) & (y0 <= cur[REACH_BOX + 3]) & (x1 >= cur[REACH_BOX]) & \
-                    (x0 <= cur[REACH_BOX + 1])
-                rad = cur[REACH_DISK + 2]
-                if rad >= 0:
-                    cx = cur[REACH_DISK]
-                    cy = cur[REACH_DISK + 1]
-                    dx = ti.max(ti.max(x0 - cx, cx - x1), real(0.0))  # to the cell's nearest pixel centre
-                    dy = ti.max(ti.max(y0 - cy, cy - y1), real(0.0))
-                    hit = hit & (dx * dx + dy * dy <= rad * rad)
-                mv = ti.select(hit, bits, 0)
-                m = mv[0]
-                for q in ti.static(range(1, MASK_SIDE * MASK_SIDE)):
-                    m |= mv[q]
-                emask[k] = m
+        r_lo = ty * T
+        c_lo = tx * T
+        # each cell's pixel-centre rectangle: its first and last block rows / columns, relative to the
+        # tile's corner (they depend on T only: hoisted out of the fill's loops)
+        x0 = vM(0.0)
+        x1 = vM(0.0)
+        y0 = vM(0.0)
+        y1 = vM(0.0)
+        bits = iM(0)  # each cell's bit, 0 for cells beyond the grid
+        for q in ti.static(range(MASK_SIDE * MASK_SIDE)):
+            a = q // MASK_SIDE
+            c = q % MASK_SIDE
+            y0[q] = real(((a * TBr + CR - 1) // CR) * BR) + real(0.5)
+            y1[q] = real((((a + 1) * TBr + CR - 1) // CR) * BR - 1) + real(0.5)
+            x0[q] = real(((c * TBc + CC - 1) // CC) * BC) + real(0.5)
+            x1[q] = real((((c + 1) * TBc + CC - 1) // CC) * BC - 1) + real(0.5)
+            if a < CR and c < CC:
+                bits[q] = 1 << (a * CC + c)
+        x0 += real(c_lo)  # exact: integers + 0.5
+        x1 += real(c_lo)
+        y0 += real(r_lo)
+        y1 += real(r_lo)
+        cur = ti.Vector([reach[f, q] for q in ti.static(range(NREACH - 1))])
+        hit = (y1 >= cur[REACH_BOX + 2]) & (y0 <= cur[REACH_BOX + 3]) & (x1 >= cur[REACH_BOX]) & \
+            (x0 <= cur[REACH_BOX + 1])
+        rad = cur[REACH_DISK + 2]
+        if rad >= 0:
+            cx = cur[REACH_DISK]
+            cy = cur[REACH_DISK + 1]
+            dx = ti.max(ti.max(x0 - cx, cx - x1), real(0.0))  # to the cell's nearest pixel centre
+            dy = ti.max(ti.max(y0 - cy, cy - y1), real(0.0))
+            hit = hit & (dx * dx + dy * dy <= rad * rad)
+        mv = ti.select(hit, bits, 0)
+        m = mv[0]
+        for q in ti.static(range(1, MASK_SIDE * MASK_SIDE)):
+            m |= mv[q]
+        emask[k] = m
 
     @kernel
     def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, emask: iarr, rank: iarr, out: arr, aux: arr,
@@ -768,7 +757,7 @@ def build(real, LANES=1, BR=1):
         The block keeps its pixels' running sums (zm, Z, sum max(x, 0) + folded logs, T, the C
         unnormalised colour sums, the cut) in registers while it walks its tile's faces in depth
         order. A face whose box and disk hold none of the centres of the block's cell is passed
-        over (``entry_masks``); otherwise every lane is computed and kept or dropped by a select (code
+        over (``cell_mask``); otherwise every lane is computed and kept or dropped by a select (code
         LLVM turns into SIMD instructions on the CPU), with the formulas of the module docstring:
         a lane is summed when its pixel is not cut and ``inside | d2 <= d2cull`` (the disk holds
         every such pixel, so the backward's blocks reach the same pairs). With ``approx``, a
@@ -794,7 +783,7 @@ def build(real, LANES=1, BR=1):
             c_lo = (tile % ntx) * T
             r_hi = ti.min(r_lo + T, H) - 1
             c_hi = ti.min(c_lo + T, W) - 1
-            cbit = 1 << (((rb // TB) * CR // TBr) * CC + (rb % TB) * CC // TB)  # the block's cell (entry_masks)
+            cbit = 1 << (((rb // TB) * CR // TBr) * CC + (rb % TB) * CC // TB)  # the block's cell (cell_mask)
             if r_lo + br0 <= r_hi and c_lo + bc0 <= c_hi:
                 cmax = ti.bit_cast(cmaxb[b], real)  # image b's largest |colour| (``entry_colours``)
                 for ch in ti.static(range(C)):
@@ -1165,7 +1154,7 @@ def build(real, LANES=1, BR=1):
                           backward=backward, scatter_verts=scatter_verts, scatter_colors=scatter_colors,
                           face_frame=face_frame, tile_max_cut=tile_max_cut,
                           geometry=geometry, in_box=in_box, rows_of=rows_of, row_span=row_span,
-                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, entry_masks=entry_masks,
+                          expm1=expm1, vexp=vexp, entry_colours=entry_colours, cell_mask=cell_mask,
                           seg_max_cut=seg_max_cut).items():
         setattr(ns, name, obj)
     return ns

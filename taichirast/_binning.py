@@ -4,7 +4,8 @@ from __future__ import annotations
 from . import _array as A
 
 
-def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, ordered_fill=None, chunks=None):
+def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, ordered_fill=None, chunks=None,
+              visit=None):
     """CSR tile lists for face-entry boxes ``bbox (E, 4)`` (xmin, xmax, ymin, ymax in pixels) of the
     images of ``tab (B, 3)`` (kernels/common.entry_face: image b owns entries ``tab[b, 2] ..
     tab[b, 2] + tab[b, 1] - 1``).
@@ -17,18 +18,24 @@ def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, order
     thread: the CPU's default) or ``"sort"`` (parallel fill, then every tile's list sorted by rank:
     the GPUs' default); all give the same lists (kernels/binning.py).
 
-    Returns ``(offsets, tile_faces)``: int32 arrays of sizes ``B * n_tiles + 1`` and the total
-    number of (tile, entry) pairs; tiles are row-major per image with ``ceil(W / tile)`` columns.
+    ``visit``: None, or a ti.func computing an int32 value per (tile, entry) pair (kernels/binning.py,
+    e.g. kernels/soft.py ``cell_mask``), returned as a third array, aligned with ``tile_faces``.
+
+    Returns ``(offsets, tile_faces)``, with ``visit`` ``(offsets, tile_faces, values)``: int32
+    arrays of sizes ``B * n_tiles + 1`` and the total number N of (tile, entry) pairs (at least 1);
+    tiles are row-major per image with ``ceil(W / tile)`` columns.
     """
     from taichirast.kernels import binning, real_type
 
-    K = binning.build(real_type(A.dtype_name(bbox)))
+    K = binning.build(real_type(A.dtype_name(bbox)), visit)
     B = tab.shape[0]
     n_tiles = ((H + tile - 1) // tile) * ((W + tile - 1) // tile)
     counts = A.zeros(bbox, (B * n_tiles,), "int32")
     if order is not None and _ordered_fill(ordered_fill) == "chunks":
         rank = ranks_of(order) if rank is None else rank
-        return _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, _chunk_count(chunks, order.shape[0]))
+        out = _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, _chunk_count(chunks, order.shape[0]),
+                            visit is not None)
+        return out if visit is not None else out[:2]
     if bbox.shape[0] > 0:
         K.count(bbox, tab, counts, H, W, tile)
     offsets, total = A.cumsum_exclusive(counts)
@@ -38,21 +45,28 @@ def bin_faces(bbox, tab, H: int, W: int, tile: int, order=None, rank=None, order
         K.fill(bbox, tab, offsets, cursor, tile_faces, H, W, tile)
         if order is not None:
             K.sort_tiles(offsets, tile_faces, ranks_of(order) if rank is None else rank)
-    return offsets, tile_faces
+    if visit is None:
+        return offsets, tile_faces
+    values = A.zeros(bbox, tuple(tile_faces.shape), "int32")
+    if total > 0:
+        K.visit_entries(bbox, offsets, tile_faces, values, H, W, tile)
+    return offsets, tile_faces, values
 
 
-def _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, NC):
-    """``bin_faces``' ordered lists by NC chunks of ``order`` (kernels/binning.py ``count_chunks``)."""
+def _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, NC, with_values):
+    """``bin_faces``' ordered lists by NC chunks of ``order`` (kernels/binning.py ``count_chunks``),
+    and the visit's values (a (1,) placeholder without ``with_values``)."""
     cursor = A.zeros(bbox, (NC, counts.shape[0]), "int32")
     if order.shape[0] > 0:
         K.count_chunks(bbox, tab, rank, cursor, H, W, tile)
         K.chunk_totals(cursor, counts)
     offsets, total = A.cumsum_exclusive(counts)
     tile_faces = A.zeros(bbox, (max(total, 1),), "int32")
+    values = A.zeros(bbox, tuple(tile_faces.shape) if with_values else (1,), "int32")
     if total > 0:
         K.chunk_cursors(cursor, offsets)
-        K.fill_chunks(bbox, tab, order, cursor, tile_faces, H, W, tile)
-    return offsets, tile_faces
+        K.fill_chunks(bbox, tab, order, cursor, tile_faces, values, H, W, tile)
+    return offsets, tile_faces, values
 
 
 def _chunk_count(chunks, n):

@@ -65,6 +65,65 @@ def test_bad_ordered_fill_is_a_clear_error():
         _binning.bin_faces(bbox, tab, H, W, 8, order=order, ordered_fill="fast")
 
 
+@pytest.mark.parametrize("tile, lanes, rows", [(16, 16, 4), (16, 1, 1), (9, 16, 4), (24, 1, 1)])
+def test_cell_masks_from_either_fill_hold_the_reached_pixels(tile, lanes, rows):
+    """The soft forward's cell masks (kernels/soft.py ``cell_mask``), computed by the chunked fill as it
+    writes each entry and by ``visit_entries`` after the GPUs' sorted fill: the same bits, each bit the
+    float64 value of the cell-versus-box-and-disk test (the boxes' edges are kept off the pixel-centre
+    lattice), and set for every cell with a pixel centre in the entry's box and disk."""
+    import taichi as ti
+
+    from taichirast.kernels import soft
+
+    bbox, tab, order, H, W = _boxes(7, counts=(300, 140))
+    g = np.random.default_rng(8)
+    cx, cy = (bbox[:, 0] + bbox[:, 1]) / 2, (bbox[:, 2] + bbox[:, 3]) / 2
+    rad = g.uniform(1.0, 9.0, len(bbox)).astype(np.float32)
+    rad[::5] = -1.0  # no disk: the box alone
+    reach = np.zeros((len(bbox), soft.NREACH), np.float32)
+    reach[:, :4], reach[:, 4], reach[:, 5], reach[:, 6] = bbox, cx, cy, rad
+    # move every box edge and disk radius off the pixel-centre lattice: fractional part in [0.1, 0.4] or [0.6, 0.9]
+    for j in range(4):
+        fr = reach[:, j] - np.floor(reach[:, j])
+        reach[:, j] += np.where(np.abs(fr - 0.5) < 0.1, 0.2, 0.0) + np.where(fr < 0.1, 0.15, 0.0) - \
+            np.where(fr > 0.9, 0.15, 0.0)
+    K = soft.build(ti.f32, lanes, rows)
+    masks = [_binning.bin_faces(reach, tab, H, W, tile, order=order, ordered_fill=fill, chunks=2, visit=K.cell_mask)
+             for fill in ("chunks", "sort")]
+    (off, faces, emask), (off_s, faces_s, emask_s) = (tuple(np.asarray(x) for x in m) for m in masks)
+    assert np.array_equal(faces, faces_s) and np.array_equal(emask, emask_s)
+    TBr, TBc = -(-tile // rows), -(-tile // (lanes // rows))
+    CR, CC = min(TBr, soft.MASK_SIDE), min(TBc, soft.MASK_SIDE)
+    ntx, nty = -(-W // tile), -(-H // tile)
+    checked = 0
+    for t in range(len(off) - 1):
+        ty, tx = (t % (ntx * nty)) // ntx, t % ntx
+        for k in range(off[t], off[t + 1]):
+            x0, x1, y0, y1, dcx, dcy, r = reach[faces[k], :7].astype(np.float64)
+            for a in range(CR):
+                for c in range(CC):
+                    # the cell's block rows / columns (tile_cells), then its pixel centres
+                    rr = np.arange(ty * tile + (a * TBr + CR - 1) // CR * rows,
+                                   ty * tile + ((a + 1) * TBr + CR - 1) // CR * rows) + 0.5
+                    cc = np.arange(tx * tile + (c * TBc + CC - 1) // CC * (lanes // rows),
+                                   tx * tile + ((c + 1) * TBc + CC - 1) // CC * (lanes // rows)) + 0.5
+                    py, px = np.meshgrid(rr, cc, indexing="ij")
+                    reached = (px >= x0) & (px <= x1) & (py >= y0) & (py <= y1)
+                    # the test: the centres' rectangle meets the box, and its nearest point to the
+                    # disk's centre is within the radius (conservative: it may pass with no centre in
+                    # both)
+                    want = rr[-1] >= y0 and rr[0] <= y1 and cc[-1] >= x0 and cc[0] <= x1
+                    if r >= 0:
+                        reached &= (px - dcx) ** 2 + (py - dcy) ** 2 <= r * r
+                        nx, ny = np.clip(dcx, cc[0], cc[-1]), np.clip(dcy, rr[0], rr[-1])
+                        want = want and (nx - dcx) ** 2 + (ny - dcy) ** 2 <= r * r
+                    bit = bool(emask[k] >> (a * CC + c) & 1)
+                    assert bit == want, (t, k, a, c)
+                    assert bit or not reached.any(), (t, k, a, c)  # every reached centre's cell is set
+                    checked += bool(reached.any())
+    assert checked > 500  # (tile, entry, cell) triples with a reached pixel centre
+
+
 def test_soft_and_dibr_renders_equal_with_either_fill(monkeypatch):
     """The GPU path on the CPU: soft_rasterize's output and the DIB-R silhouette are bitwise the same
     whichever way the ordered lists were made, and the gradients equal to float32 rounding."""

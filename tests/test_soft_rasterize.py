@@ -159,7 +159,7 @@ def test_pixels_with_zero_rgb_or_zero_gradient_match_dense_reference():
 @pytest.mark.parametrize("exact", [True, False])
 def test_huge_and_far_centred_faces_match_dense_reference(exact, dtype):
     """The forward passes over a face in the blocks whose cell of the tile its box and disk miss
-    (kernels/soft.py ``entry_masks``, float tests of pixel centres against the disk): a face of
+    (kernels/soft.py ``cell_mask``, float tests of pixel centres against the disk): a face of
     radius ~3e4 px covering the image and a sliver from the image to 9000 px out still reach every
     pixel they should (with and without the cut-off, which is tested at faces that do not reach a
     pixel)."""

@@ -198,7 +198,7 @@ def forward(inputs, params):
     lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
     K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
-    fs, reach, offsets, tile_faces, rank, eperm = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
+    fs, offsets, tile_faces, emask, rank, eperm = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
     # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
     fcol = A.empty(sv, (F, 3, C))
@@ -207,8 +207,6 @@ def forward(inputs, params):
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
-    emask = A.empty(sv, (tile_faces.shape[0],), "int32")
-    K.entry_masks(reach, offsets, tile_faces, torder, emask, W, H, T)
     K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], colour_floor(params, cmaxb, bg, sv), cmaxb, CUT_TOL,
               int(params["per_face"]), C, not params["exact"])
@@ -247,9 +245,11 @@ def spatial_order(K, sv, faces, tab, counts):
 
 
 def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
-    """Per-entry constants ``fs (E, K)`` and ``reach (E, NREACH)`` (kernels/soft.py ``setup``, entry
-    slots in ``spatial_order``), tile lists in depth order (nearest vertex first, then slot) and each
-    slot's place in that order ``rank (E,)`` int32, and the slots' entries ``eperm (E,)``."""
+    """Per-entry constants ``fs (E, K)`` (kernels/soft.py ``setup``, entry slots in ``spatial_order``),
+    tile lists in depth order (nearest vertex first, then slot) with each tile entry's cell mask
+    ``emask`` (kernels/soft.py ``cell_mask``, computed by the fill), each slot's place in that order
+    ``rank (E,)`` int32, and the slots' entries ``eperm (E,)``: ``(fs, offsets, tile_faces, emask,
+    rank, eperm)``."""
     from taichirast.kernels import soft
 
     H, W, E = params["H"], params["W"], params["E"]
@@ -266,8 +266,8 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     counts = params["counts"]
     order = A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
     rank = ranks_of(order)
-    offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order, rank=rank)
-    return fs, reach, offsets, tile_faces, rank, eperm
+    offsets, tile_faces, emask = bin_faces(reach, tab, H, W, params["tile"], order=order, rank=rank, visit=K.cell_mask)
+    return fs, offsets, tile_faces, emask, rank, eperm
 
 
 def backward(saved, params, grads, needs):
