@@ -119,6 +119,15 @@ pair whose colour part is skipped and whose alpha gradient is 0 contributes exac
 skipped before its geometry. The floor at its default (bunny 512²: uc ~35 instead of 88) measured
 backward 0.92x, fwd+bwd 0.92x (interleaved).
 
+The backward's pairs: it sums pair (p, f) when ``rank[f] < ecut[p]`` (``pixel_prep``), and in blocks
+and segments, tiles and faces that hold no such pair it does no work (``seg_max_cut``,
+``tile_max_cut``, ``used_somewhere``). ``ecut[p]`` is the forward's cut, lowered for a pixel whose
+alpha gradient ``g_alpha (1 - alpha)`` is 0 (a saturated pixel under the snap, or no alpha
+gradient) to one past ``lastc[p]``, the rank of its last pair with colour weight in the forward:
+the colour floor's test gives the same answer in both passes (above), so that pixel's later pairs
+add exactly 0 (no colour part, no alpha part). Without it they were the back layers of every
+snapped pixel: bunny 512², of the 4.1M blocks the backward entered, 0.8M held only such pairs.
+
 Backward derivation (g_* are gradients of the loss; G = g_rgb . rgb):
 
 * ``g_w_j = g_rgb . (c_j - rgb) / Z``; ``g_c_j = g_rgb w_j / Z``;
@@ -563,7 +572,8 @@ def build(real, LANES=1, BR=1):
 
     @kernel
     def tile_max_cut(cut: iarr, tmax: iarr, T: ti.i32):
-        """tmax (B, ntiles) = the largest cut[p] over each T x T tile's pixels."""
+        """tmax (B, ntiles) = the largest cut[p] over each T x T tile's pixels (the backward passes
+        ``ecut``)."""
         H, W = cut.shape[1], cut.shape[2]
         ntx = (W + T - 1) // T
         for b, tile in ti.ndrange(tmax.shape[0], tmax.shape[1]):
@@ -589,8 +599,9 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def used_somewhere(fs: arr, tmax: iarr, b, f, rank_f, H, W, T):
-        """Whether any tile under face f's box has a pixel the forward did not cut before f: a
-        face behind every pixel's cut (most of the hidden side of a dense mesh) is skipped whole."""
+        """Whether any tile under face f's box has a pixel whose pair bound (``ecut``, "The backward's
+        pairs") is above f's rank: a face no pixel has a pair with (most of the hidden side of a
+        dense mesh) is skipped whole."""
         r0, r1 = rows_of(fs, f, H, 0, H - 1)
         c0 = ti.max(to_col(fs[f, FS_BOX], W, True), 0)
         c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), W - 1)
@@ -662,9 +673,9 @@ def build(real, LANES=1, BR=1):
         return zm, Z, acc
 
     @ti.func
-    def block_finish(out: arr, aux: arr, cut: iarr, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, tol,
-                     C: ti.template(), approx: ti.template()):
-        """Normalise a block's sums into out, aux and cut at its lanes' pixels (rl, cl), those in inb.
+    def block_finish(out: arr, aux: arr, cut: iarr, lastc: iarr, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, lastv, zb,
+                     cz, tol, C: ti.template(), approx: ti.template()):
+        """Normalise a block's sums into out, aux, cut and lastc at its lanes' pixels (rl, cl), those in inb.
         With ``approx``, a pixel with ``1 - alpha <= tol`` gets alpha = 1 exactly and aux's 1 - alpha
         = 0 (the saturation snap, module docstring: its alpha gradient is then exactly 0)."""
         for l in ti.static(range(LANES)):
@@ -687,6 +698,7 @@ def build(real, LANES=1, BR=1):
                 aux[b, r, c, 2] = exp_((zm[l] - zb) * cz) * iZ
                 aux[b, r, c, 3] = om
                 cut[b, r, c] = cutv[l]
+                lastc[b, r, c] = lastv[l]
 
     @ti.func
     def tile_cells(T):
@@ -748,11 +760,12 @@ def build(real, LANES=1, BR=1):
 
     @kernel
     def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, emask: iarr, rank: iarr, out: arr, aux: arr,
-                cut: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
+                cut: iarr, lastc: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
                 uc: real, cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
         """One thread per block of BR x BC pixels of a T x T tile (NB = len(torder) BPT threads, BPT =
         ceil(T / BR) ceil(T / BC) blocks per tile; the tiles in the order ``torder``); out (B, H,
-        W, C + 1), aux (B, H, W, 4), cut (B, H, W).
+        W, C + 1), aux (B, H, W, 4), cut (B, H, W), lastc (B, H, W): the rank of each pixel's last
+        pair with colour weight (-1 if none; ``pixel_prep``).
 
         The block keeps its pixels' running sums (zm, Z, sum max(x, 0) + folded logs, T, the C
         unnormalised colour sums, the cut) in registers while it walks its tile's faces in depth
@@ -799,6 +812,7 @@ def build(real, LANES=1, BR=1):
                 Tp = vL(0.0)
                 acc = ti.Matrix([[bg[ch] for _ in ti.static(range(LANES))] for ch in ti.static(range(C))], real)
                 cutv = iL(NO_CUT)
+                lastv = iL(-1)
                 inb = (rl <= r_hi) & (cl <= c_hi)  # lanes in the tile
                 go = inb  # lanes still summing: in the tile and not cut
                 k1 = offsets[tid + 1]
@@ -825,18 +839,21 @@ def build(real, LANES=1, BR=1):
                                                  for i in ti.static(range(3))], real)
                                 ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
                                 zm, Z, acc = lane_colour(zm, Z, acc, cm, D, ba0, ba1, ba2, iz, col, cz, per_face, C)
-                block_finish(out, aux, cut, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, zb, cz, tol, C, approx)
+                                lastv = ti.select(cm, rank[f], lastv)
+                block_finish(out, aux, cut, lastc, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, lastv, zb, cz, tol, C,
+                             approx)
 
     @kernel
-    def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, pb: sarr, cutb: siarr, C: ti.template()):
+    def pixel_prep(out: arr, aux: arr, gout: arr, cut: iarr, lastc: iarr, pb: sarr, cutb: siarr, ecut: iarr,
+                   C: ti.template()):
         """Per-pixel backward constants, in blocks of BR x BC pixels (lane l: row l // BC, column
         l % BC of its block; the backward's loads): ``pb`` (B, HB, WB, 4 + C) blocks, HB =
         ceil(H / BR), WB = ceil(W / BC), each block's values together (one block's are a few
         cache lines; planes apart measured 10% slower): zm, 1 / Z, g_alpha (1 - alpha), g_rgb .
-        rgb, then g_rgb; ``cutb`` (B, HB, WB) the forward's cut, 0 for pixels whose gradient is
-        all zero (no pair of theirs adds anything) and lanes outside the image. A pixel whose rgb
-        gradient is 0 gets zm = -1e30 (its colour parts are 0: the backward's underflow test
-        skips them)."""
+        rgb, then g_rgb; ``cutb`` (B, HB, WB) and ``ecut`` (B, H, W) each pixel's pair bound (module
+        docstring, "The backward's pairs"), 0 for pixels whose gradient is all zero (no pair of
+        theirs adds anything) and in cutb for lanes outside the image. A pixel whose rgb gradient
+        is 0 gets zm = -1e30 (its colour parts are 0: the backward's underflow test skips them)."""
         B, H, W = out.shape[0], out.shape[1], out.shape[2]
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
@@ -865,7 +882,15 @@ def build(real, LANES=1, BR=1):
                     vals[1, l] = real(1.0) / aux[b, r, c, 1]
                     vals[2, l] = ga
                     vals[3, l] = G
-                    cv[l] = ti.select(act != 0, cut[b, r, c], 0)
+                    # the pixel's pairs worth computing are those ranked below ecut (module docstring,
+                    # "The backward's pairs"): the forward's cut, and with no alpha gradient only up
+                    # to its last pair with colour weight
+                    e = cut[b, r, c]
+                    if ga == 0:
+                        e = ti.min(e, lastc[b, r, c] + 1)
+                    e = ti.select(act != 0, e, 0)
+                    cv[l] = e
+                    ecut[b, r, c] = e
             for k in ti.static(range(4 + C)):
                 store(pb, base + k, vL([vals[k, l] for l in ti.static(range(LANES))]))
             store(cutb, (b * HB + rb) * WB + cb, cv)
@@ -1041,8 +1066,8 @@ def build(real, LANES=1, BR=1):
                  d2cull: real, cz: real, uc: real, per_face: ti.i32, need_sv: ti.i32, need_col: ti.i32,
                  C: ti.template()):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
-        ``pixel_prep``), passing over segments of SEG columns whose pixels were all cut at or
-        before it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
+        ``pixel_prep``), passing over segments of SEG columns none of whose pixels has a pair with
+        it (smax, ``seg_max_cut`` of ``ecut``): every lane computed, then kept or dropped by a select,
         into lane accumulators summed at the end of the face (the colour sums folded per block,
         ``fold_rows``) and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
         need_sv, gcol (Bc, V or F, C) += the colour gradients when need_col (``scatter_*``;
@@ -1086,10 +1111,10 @@ def build(real, LANES=1, BR=1):
                     y = ti.cast(rb * BR + lrow, real) + real(0.5) - oy
                     for sg in range(c0 // SEG, c1 // SEG + 1):
                         if c0 > c1 or smax[b, rb, sg] <= rank_f:
-                            continue  # every pixel of the segment cut at or before f
+                            continue  # no pixel of the segment has a pair with f (ecut <= rank)
                         for cb in range(ti.max(c0, sg * SEG) // BC, ti.min(c1, sg * SEG + SEG - 1) // BC + 1):
-                            # pairs the forward summed (rank below the pixel's cut; pixel_prep's cut is
-                            # 0 outside the image and where the gradient is 0), in their row's span
+                            # pairs that may add something (rank below the pixel's ecut, which is 0
+                            # outside the image and where the gradient is 0), in their row's span
                             # (which holds every pixel with inside | d2 <= d2cull: the test only
                             # spares lanes the work)
                             ccl = cb * BC + lcol

@@ -194,12 +194,13 @@ def forward(inputs, params):
         aux[..., 0] = _scalars(params)["zb"]
         aux[..., 1:] = 1.0
         none = A.zeros(sv, (1, 1), "int32")
-        return (out,), (sv, faces, colors, bg, tab, none, A.zeros(sv, (1, soft.K)), out, aux, none, none, none)
+        return (out,), (sv, faces, colors, bg, tab, none, A.zeros(sv, (1, soft.K)), out, aux, none, none, none, none)
     lanes, rows = soft.lanes("forward"), soft.block_rows("forward")
     K = soft.build(real_type(A.dtype_name(sv)), lanes, rows)
     sc = _scalars(params)
     fs, offsets, tile_faces, emask, rank, eperm = depth_ordered_setup(K, sv, faces, tab, params, sc["d2cull"])
     cut = A.empty(sv, (B, H, W), "int32")
+    lastc = A.empty(sv, (B, H, W), "int32")  # each pixel's last pair with colour weight (kernels/soft.py)
     # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
     fcol = A.empty(sv, (F, 3, C))
     cmaxb = A.zeros(sv, (B,), "int32" if A.dtype_name(sv) == "float32" else "int64")
@@ -207,10 +208,10 @@ def forward(inputs, params):
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
-    K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, torder, len(torder) * bpt, T, bpt, sc["k2"],
+    K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, lastc, torder, len(torder) * bpt, T, bpt, sc["k2"],
               sc["d2cull"], sc["cz"], sc["zb"], colour_floor(params, cmaxb, bg, sv), cmaxb, CUT_TOL,
               int(params["per_face"]), C, not params["exact"])
-    return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb)
+    return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb, lastc)
 
 
 def colour_floor(params, cmaxb, bg, like):
@@ -274,7 +275,7 @@ def backward(saved, params, grads, needs):
     from taichirast.kernels import real_type, soft
 
     # Detach: the saved output is a requires_grad tensor under torch (Taichi must not see that).
-    sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb = (A.detach(x) for x in saved)
+    sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb, lastc = (A.detach(x) for x in saved)
     (g,) = grads
     if g is None:
         return [None] * 5
@@ -293,12 +294,13 @@ def backward(saved, params, grads, needs):
         B, H, W = params["B"], params["H"], params["W"]
         n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes, rows)
         pb, cutb = A.empty_blocks(sv, n_pb, lanes), A.empty_blocks(sv, n_cutb, lanes, "int32")
-        K.pixel_prep(out, aux, g, cut, pb, cutb, C)
+        ecut = A.empty(sv, (B, H, W), "int32")  # each pixel's pair bound (kernels/soft.py "The backward's pairs")
+        K.pixel_prep(out, aux, g, cut, lastc, pb, cutb, ecut, C)
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
-        K.tile_max_cut(cut, tmax, T)
+        K.tile_max_cut(ecut, tmax, T)
         smax = A.empty(sv, (B, -(-H // rows), -(-W // soft.SEG)), "int32")
-        K.seg_max_cut(cut, smax)
+        K.seg_max_cut(ecut, smax)
         none = A.zeros(sv, (1, 1, 1))  # for the gradient not wanted
         K.backward(fs, faces, tab, eperm, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
                    gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"],
