@@ -201,14 +201,33 @@ def test_tile_schedule_torch_and_one_thread():
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_descending_key_sorts_largest_first_ties_in_index_order(lib, dtype):
-    from taichirast import _array as A
+def test_setup_depth_keys_sort_nearest_first_ties_by_slot(lib, dtype):
+    """kernels/soft.py ``setup``'s dkey: a stable ascending sort of the keys gives the slots by their
+    largest 1 / z (nearest vertex) first, ties in slot order, and faces setup skips (a vertex at or
+    before near) last."""
+    import taichi as ti
 
-    g = np.random.default_rng(0)
-    x = np.concatenate([g.uniform(0, 10, 500), [0.0, 0.0, 3.5, 3.5, np.float32(1e-38), 1e30]]).astype(dtype)
-    x = np.concatenate([x, x[:50]])  # ties
-    want = np.lexsort((np.arange(len(x)), -x.astype(np.float64)))
-    xs = torch.from_numpy(x) if lib == "torch" else x
-    got = A.segmented_argsort(A.descending_key(xs))
-    got = got.numpy() if lib == "torch" else got
+    from taichirast import _array as A
+    from taichirast.kernels import soft
+
+    g = np.random.default_rng(1)
+    F = 400
+    sv = np.concatenate([g.uniform(0, 60, (1, 3 * F, 2)), g.uniform(0.5, 9.0, (1, 3 * F, 1))], -1)
+    sv[0, 3 * 7:3 * 9:2, 2] = sv[0, 3 * 5, 2]  # equal nearest depths: ties
+    sv[0, 3 * 11, 2] = 0.05  # behind near: skipped
+    sv = sv.astype(dtype)
+    faces = np.arange(3 * F, dtype=np.int32).reshape(F, 3)
+    tab = np.array([[0, F, 0]], np.int32)
+    eperm = g.permutation(F).astype(np.int32)
+    bits = "int32" if dtype == "float32" else "int64"
+    fs, reach, key = np.empty((F, soft.K), dtype), np.empty((F, soft.NREACH), dtype), np.empty(F, bits)
+    wrap = torch.from_numpy if lib == "torch" else (lambda a: a)
+    fs, reach, key = wrap(fs), wrap(reach), wrap(key)
+    soft.build(ti.f32 if dtype == "float32" else ti.f64).setup(wrap(sv), wrap(faces), wrap(tab), wrap(eperm), fs,
+                                                               reach, key, 0.1, 3.0, 1)
+    got = np.asarray(A.segmented_argsort(key))
+    iz = 1.0 / sv[0, faces[eperm], 2].astype(np.float64)
+    nearest = np.where((sv[0, faces[eperm], 2] > 0.1).all(1), iz.max(1), 0.0)
+    want = np.lexsort((np.arange(F), -nearest))
     assert np.array_equal(got, want)
+    assert got[-1] == np.flatnonzero(eperm == 11)[0]  # the skipped face sorts last

@@ -259,11 +259,10 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
     eperm = spatial_order(K, sv, faces, tab, params["counts"])
-    K.setup(sv, faces, tab, eperm, fs, reach, params["near"], margin, 1)
-    A.freeze(fs)  # read-only from here (reading its depths on the host keeps it on the device)
+    key = A.empty(sv, (E,), "int32" if A.dtype_name(sv) == "float32" else "int64")
+    K.setup(sv, faces, tab, eperm, fs, reach, key, params["near"], margin, 1)
+    A.freeze(fs)  # read-only from here
     # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last), per image
-    inv_z = A.columns(fs, soft.FS_IZ, soft.FS_IZ + 3)
-    key = A.descending_key(inv_z.amax(dim=1) if A.is_torch(inv_z) else inv_z.max(axis=1))
     counts = params["counts"]
     order = A.segmented_argsort(key, None if len(counts) == 1 else P.entry_images(counts, key))
     rank = ranks_of(order)
