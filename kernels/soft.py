@@ -423,12 +423,11 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def to_col(v, lim, up: ti.template()):
-        """First/last pixel index whose centre is >= v (up) / <= v (not up), clamped like binning.py."""
+        """First/last pixel index whose centre is >= v (up) / <= v (not up), clamped like binning.py
+        (v a scalar or a vector)."""
         v = ti.max(ti.min(v, real(lim + 1)), real(-1.0)) - real(0.5)
-        r = 0
-        if ti.static(up):
-            r = ti.ceil(v, ti.i32)
-        else:
+        r = ti.ceil(v, ti.i32)
+        if ti.static(not up):
             r = ti.floor(v, ti.i32)
         return r
 
@@ -446,20 +445,20 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def row_span(fs: arr, f, py, W, c_lo, c_hi):
-        """Pixel columns [c0, c1] of row centre py that the face can reach: its box, cut to the disk."""
-        c0 = ti.max(to_col(fs[f, FS_BOX], W, True), c_lo)
-        c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), c_hi)
+        """Pixel columns [c0, c1] of row centre py that the face can reach: its box, cut to the disk
+        (empty: c1 < c0). py a scalar or a vector of rows (the backward's block rows, one sqrt
+        instruction for all): branch-free in py, the same bits either way."""
+        zero = ti.cast(py * real(0.0), ti.i32)  # 0 in py's shape (py is a finite pixel row centre)
+        c0 = ti.max(to_col(fs[f, FS_BOX], W, True), c_lo) + zero
+        c1 = ti.min(to_col(fs[f, FS_BOX + 1], W, False), c_hi) + zero
         rad = fs[f, FS_DISK + 2]
         if rad >= 0:
             dy = py - fs[f, FS_DISK + 1]
             h2 = rad * rad - dy * dy
-            if h2 < 0:
-                c1 = c0 - 1
-            else:
-                half = ti.sqrt(h2)
-                cx = fs[f, FS_DISK]
-                c0 = ti.max(c0, to_col(cx - half, W, True))
-                c1 = ti.min(c1, to_col(cx + half, W, False))
+            half = ti.sqrt(ti.max(h2, real(0.0)))
+            cx = fs[f, FS_DISK]
+            c0 = ti.max(c0, to_col(cx - half, W, True))
+            c1 = ti.select(h2 < 0, c0 - 1, ti.min(c1, to_col(cx + half, W, False)))
         return c0, c1
 
     @kernel
@@ -1098,22 +1097,16 @@ def build(real, LANES=1, BR=1):
                 col = face_colours(colors, faces, bc, g, per_face, C)
                 r0, r1 = rows_of(fs, f, H, 0, H - 1)
                 for rb in range(r0 // BR, r1 // BR + 1):
-                    c0 = W  # the columns the face can reach in the block's rows, and in each lane's row
-                    c1 = -1
-                    c0v = iL(W)
-                    c1v = iL(-1)
-                    for j in ti.static(range(BR)):
-                        r = rb * BR + j
-                        if r >= r0 and r <= r1:
-                            s0, s1 = row_span(fs, f, real(r) + real(0.5), W, 0, W - 1)
-                            if s0 <= s1:
-                                c0 = ti.min(c0, s0)
-                                c1 = ti.max(c1, s1)
-                                for l in ti.static(range(LANES)):
-                                    if ti.static(l // BC == j):
-                                        c0v[l] = s0
-                                        c1v[l] = s1
-                    y = ti.cast(rb * BR + lrow, real) + real(0.5) - oy
+                    # the columns the face can reach in each lane's row (all the block's rows at once:
+                    # a vector row_span), and in the block's rows
+                    rl = rb * BR + lrow
+                    s0v, s1v = row_span(fs, f, ti.cast(rl, real) + real(0.5), W, 0, W - 1)
+                    live = (rl >= r0) & (rl <= r1) & (s0v <= s1v)
+                    c0v = ti.select(live, s0v, W)
+                    c1v = ti.select(live, s1v, -1)
+                    c0 = c0v.min()
+                    c1 = c1v.max()
+                    y = ti.cast(rl, real) + real(0.5) - oy
                     for sg in range(c0 // SEG, c1 // SEG + 1):
                         if c0 > c1 or smax[b, rb, sg] <= rank_f:
                             continue  # no pixel of the segment has a pair with f (ecut <= rank)
