@@ -1122,10 +1122,10 @@ def build(real, LANES=1, BR=1):
                             q0 = ((b * HB + rb) * WB + cb) * (4 + C)
                             zm = load(pb, q0)
                             ga = load(pb, q0 + 2)
-                            colour = (zm - zmin) * cz >= -uc  # else w = 0 (the colour floor): no colour gradient
-                            ok = ok & (colour | (ga != 0))
-                            if not any_lane(ok):
-                                continue
+                            # else w = 0 (the colour floor): no colour gradient. A lane in ok with ga = 0
+                            # always passes (its rank is at most lastc's, and the test only tightens
+                            # along the ranks), so ok needs no second test
+                            colour = (zm - zmin) * cz >= -uc
                             x = ti.cast(ccl, real) + real(0.5) - ox
                             a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, x, y)
                             m = ok & (inside | (d2 <= d2cull))
