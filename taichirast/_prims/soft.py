@@ -293,13 +293,13 @@ def backward(saved, params, grads, needs):
         B, H, W = params["B"], params["H"], params["W"]
         n_pb, n_cutb = soft.pixel_blocks(B, H, W, C, lanes, rows)
         pb, cutb = A.empty_blocks(sv, n_pb, lanes), A.empty_blocks(sv, n_cutb, lanes, "int32")
-        ecut = A.empty(sv, (B, H, W), "int32")  # each pixel's pair bound (kernels/soft.py "The backward's pairs")
-        K.pixel_prep(out, aux, g, cut, lastc, pb, cutb, ecut, C)
+        # cutb: each pixel's pair bound (kernels/soft.py "The backward's pairs"), in blocks
+        K.pixel_prep(out, aux, g, cut, lastc, pb, cutb, C)
         T = params["tile"]
         tmax = A.empty(sv, (B, ((H + T - 1) // T) * ((W + T - 1) // T)), "int32")
-        K.tile_max_cut(ecut, tmax, T)
+        K.tile_max_cut(cutb, tmax, H, W, T)
         smax = A.empty(sv, (B, -(-H // rows), -(-W // soft.SEG)), "int32")
-        K.seg_max_cut(ecut, smax)
+        K.seg_max_cut(cutb, smax, W)
         none = A.zeros(sv, (1, 1, 1))  # for the gradient not wanted
         K.backward(fs, faces, tab, eperm, colors, pb, rank, cutb, tmax, smax, gsv if need_sv else none,
                    gcol if need_col else none, H, W, T, sc["k2"], sc["d2cull"], sc["cz"],
