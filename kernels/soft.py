@@ -833,30 +833,44 @@ def build(real, LANES=1, BR=1):
                 inb = (rl <= r_hi) & (cl <= c_hi)  # lanes in the tile
                 go = inb  # lanes still summing: in the tile and not cut
                 k1 = offsets[tid + 1]
-                for k in range(offsets[tid], k1):
+                # the block's faces are the list entries with its cell's bit; the next one's depth is
+                # loaded while this one is computed (its fs row's first touch was the pass's
+                # hottest cache miss)
+                k = offsets[tid]
+                while k < k1 and (emask[k] & cbit) == 0:
+                    k += 1
+                zn = real(0.0)
+                if k < k1:
+                    zn = fs[tile_faces[k], FS_ZMIN]
+                while k < k1:
                     f = tile_faces[k]
-                    if emask[k] & cbit:
-                        zmin = fs[f, FS_ZMIN]  # the face's nearest depth: its largest z_j / gamma
-                        if ti.static(approx):
-                            sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
-                            if any_lane(sat):
-                                cutv = ti.select(sat, rank[f], cutv)
-                                go = go & (sat == 0)
-                                if not any_lane(go):
-                                    break
-                        ox, oy, xs, ys, ab, tc = face_frame(fs, f, True)
-                        a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, px - ox, py - oy)
-                        m = go & (inside | (d2 <= d2cull))
-                        if any_lane(m):
-                            D, L, Tp = lane_coverage(L, Tp, m, ti.select(inside, d2 * k2, -d2 * k2))
-                            cm = m & ((zm - zmin) * cz >= -uc)  # else w is 0 (the colour floor)
-                            if any_lane(cm):
-                                iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
-                                col = ti.Matrix([[fcol[f, i, ch] for ch in ti.static(range(C))]
-                                                 for i in ti.static(range(3))], real)
-                                ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
-                                zm, Z, acc = lane_colour(zm, Z, acc, cm, D, ba0, ba1, ba2, iz, col, cz, per_face, C)
-                                lastv = ti.select(cm, rank[f], lastv)
+                    zmin = zn  # the face's nearest depth: its largest z_j / gamma
+                    kn = k + 1
+                    while kn < k1 and (emask[kn] & cbit) == 0:
+                        kn += 1
+                    if kn < k1:
+                        zn = fs[tile_faces[kn], FS_ZMIN]
+                    if ti.static(approx):
+                        sat = go & lane_saturated(zm, Z, L, Tp, zmin, real(k1 - k), cz, kc, tol)
+                        if any_lane(sat):
+                            cutv = ti.select(sat, rank[f], cutv)
+                            go = go & (sat == 0)
+                            if not any_lane(go):
+                                break
+                    ox, oy, xs, ys, ab, tc = face_frame(fs, f, True)
+                    a0, a1, a2, inside, d2, ke, tb = lane_geometry(xs, ys, ab, tc, px - ox, py - oy)
+                    m = go & (inside | (d2 <= d2cull))
+                    if any_lane(m):
+                        D, L, Tp = lane_coverage(L, Tp, m, ti.select(inside, d2 * k2, -d2 * k2))
+                        cm = m & ((zm - zmin) * cz >= -uc)  # else w is 0 (the colour floor)
+                        if any_lane(cm):
+                            iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
+                            col = ti.Matrix([[fcol[f, i, ch] for ch in ti.static(range(C))]
+                                             for i in ti.static(range(3))], real)
+                            ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
+                            zm, Z, acc = lane_colour(zm, Z, acc, cm, D, ba0, ba1, ba2, iz, col, cz, per_face, C)
+                            lastv = ti.select(cm, rank[f], lastv)
+                    k = kn
                 block_finish(out, aux, cut, lastc, b, rl, cl, inb, zm, Z, L, Tp, acc, cutv, lastv, zb, cz, tol, C,
                              approx)
 
