@@ -165,7 +165,17 @@ def cumsum_exclusive(counts):
 def segmented_argsort(key, seg=None):
     """Stable argsort of the 1-D ``key`` within each segment ``seg`` (a non-decreasing segment id
     per element, or None for one segment), as int32: segment by segment, each in key order, ties
-    in index order (deterministic)."""
+    in index order (deterministic).
+
+    int32 keys in host memory, one segment: a sort of ``key * 2^32 + index`` as int64 (unique, so
+    any sort gives the stable order), the indices its low bits. For 70k keys on 2 cores NumPy's
+    sort took 0.9 ms, torch's stable argsort 0.9 ms on one thread and 1.4-4 ms on two (its pool
+    wakes up, OMP_WAIT_POLICY=PASSIVE), NumPy's stable argsort of int32 6.4 ms (a timsort)."""
+    hv = host_view(key) if seg is None else None
+    if hv is not None and hv.dtype == np.int32 and hv.ndim == 1:
+        packed = (hv.astype(np.int64) << 32) + np.arange(hv.shape[0], dtype=np.int64)
+        order = np.ascontiguousarray((np.sort(packed) & 0xFFFFFFFF).astype(np.int32))
+        return as_like(order, key, "int32") if is_torch(key) else order
     if is_torch(key):
         import torch
 

@@ -74,3 +74,26 @@ def test_to_numpy_copies_every_kind():
     h = A.to_numpy(res)
     h[0, 0] = 99.0  # a copy: the resident tensor keeps its data
     assert float(res[0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_segmented_argsort_is_a_stable_argsort(lib, dtype, n):
+    """One segment (int32 keys on the host take the packed int64 sort) and two segments: each in key
+    order, ties in index order, as int32 of the input's library; negative keys and keys of every
+    width included."""
+    g = np.random.default_rng(n)
+    info = np.iinfo(dtype)
+    key = g.integers(info.min, info.max, n, dtype=dtype)
+    key[: n // 3] = key[n // 3: 2 * (n // 3)]  # ties
+    if n > 4:
+        key[:4] = [info.min, info.max, -1, 0]
+    wrap = torch.from_numpy if lib == "torch" else (lambda a: a)
+    got = A.segmented_argsort(wrap(key))
+    assert str(got.dtype).endswith("int32") and A.is_torch(got) == (lib == "torch")
+    assert np.array_equal(np.asarray(got), np.argsort(key, kind="stable"))
+    seg = (np.arange(n) >= n // 2).astype(np.int32)  # two images' entries, one after the other
+    got = np.asarray(A.segmented_argsort(wrap(key), wrap(seg)))
+    want = np.lexsort((np.arange(n), key, seg))
+    assert np.array_equal(got, want)
