@@ -740,7 +740,7 @@ def build(real, LANES=1, BR=1):
         r_lo = ty * T
         c_lo = tx * T
         # each cell's pixel-centre rectangle: its first and last block rows / columns, relative to the
-        # tile's corner (they depend on T only: hoisted out of the fill's loops)
+        # tile's corner (they depend on T only), then moved to the tile
         x0 = vM(0.0)
         x1 = vM(0.0)
         y0 = vM(0.0)
@@ -777,8 +777,9 @@ def build(real, LANES=1, BR=1):
 
     @kernel
     def forward(fs: arr, fcol: arr, bg: arr, offsets: iarr, tile_faces: iarr, emask: iarr, rank: iarr, out: arr, aux: arr,
-                cut: iarr, lastc: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real, cz: real, zb: real,
-                uc: real, cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(), approx: ti.template()):
+                cut: iarr, lastc: iarr, torder: iarr, NB: ti.i32, T: ti.i32, BPT: ti.i32, k2: real, d2cull: real,
+                cz: real, zb: real, uc: real, cmaxb: karr, tol: real, per_face: ti.i32, C: ti.template(),
+                approx: ti.template()):
         """One thread per block of BR x BC pixels of a T x T tile (NB = len(torder) BPT threads, BPT =
         ceil(T / BR) ceil(T / BC) blocks per tile; the tiles in the order ``torder``); out (B, H,
         W, C + 1), aux (B, H, W, 4), cut (B, H, W), lastc (B, H, W): the rank of each pixel's last

@@ -208,8 +208,8 @@ def forward(inputs, params):
     T = params["tile"]
     torder = tile_schedule(offsets)
     bpt = -(-T // rows) * -(-T // (lanes // rows))  # blocks of rows x lanes / rows pixels per tile
-    K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, lastc, torder, len(torder) * bpt, T, bpt, sc["k2"],
-              sc["d2cull"], sc["cz"], sc["zb"], colour_floor(params, cmaxb, bg, sv), cmaxb, CUT_TOL,
+    K.forward(fs, fcol, bg, offsets, tile_faces, emask, rank, out, aux, cut, lastc, torder, len(torder) * bpt, T, bpt,
+              sc["k2"], sc["d2cull"], sc["cz"], sc["zb"], colour_floor(params, cmaxb, bg, sv), cmaxb, CUT_TOL,
               int(params["per_face"]), C, not params["exact"])
     return (out,), (sv, faces, colors, bg, tab, eperm, fs, out, aux, rank, cut, cmaxb, lastc)
 
