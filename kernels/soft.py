@@ -54,7 +54,8 @@ used). Per
 pixel it saves ``aux = (zm, Z, w_b / Z, exp(S) = 1 - alpha)``. The backward runs one thread per
 *face* over the rows of blocks its disk reaches, so a face's vertex gradients accumulate in
 registers (no per-pixel atomics), added to its vertices at the end (``scatter_*``). A pair is
-summed when ``inside | d2 <= d2cull`` (and the pixel is not cut); the disks, boxes and the
+summed when ``inside | d2 <= d2cull`` (and the pixel is not cut; the backward also passes over
+the pairs that add exactly 0, "The backward's pairs" below); the disks, boxes and the
 backward's row spans hold every such pixel and only spare work (which blocks, and in the backward
 which lanes, are computed), so the two passes sum the same pairs whatever their blocks. Taichi's
 autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
@@ -98,8 +99,8 @@ A cut pixel is never touched again, and a block stops once all its pixels are cu
 only loosen along the list (nrem falls, zmin_f rises) and a face that does not reach p leaves its
 sums as they are, so testing p at such a face skips exactly the pairs testing it at the next face
 that reaches p would: the summed pairs do not depend on the block shape. The backward uses exactly
-the pairs the forward used (``rank[f] < cut[p]``), so its gradients are those of the function
-computed. The alpha test rarely passes in one surface layer at common settings (faces of
+the pairs the forward used (``rank[f] < cut[p]``; it passes over those that add exactly 0, "The
+backward's pairs"), so its gradients are those of the function computed. The alpha test rarely passes in one surface layer at common settings (faces of
 a few pixels at sigma 1e-4 leave ``1 - alpha`` ~ 1e-3 after the front layer): the cut mostly
 removes the layers behind (measured: bunny 512² fwd+bwd 17% faster, BENCHMARKS.md).
 
