@@ -31,7 +31,8 @@ from taichirast import meshes
 
 
 class Traffic:
-    """Counts Taichi kernel launches and the external arrays (NumPy / torch) passed to them."""
+    """Counts Taichi kernel launches and the external arrays (NumPy / torch) passed to them (every
+    launch through Taichi's own: repeat launches by plan, kernels/_launch.py, are off meanwhile)."""
 
     def __init__(self):
         self.launches = self.arrays = self.bytes = 0
@@ -39,7 +40,10 @@ class Traffic:
     def __enter__(self):
         from taichi.lang import kernel_impl
 
+        from taichirast.kernels import _launch
+
         self._mod, self._orig = kernel_impl.Kernel, kernel_impl.Kernel.launch_kernel
+        self._fast, _launch.ENABLED = _launch.ENABLED, False
         traffic = self
 
         def launch_kernel(kernel, t_kernel, *args):
@@ -54,7 +58,10 @@ class Traffic:
         return self
 
     def __exit__(self, *exc):
+        from taichirast.kernels import _launch
+
         self._mod.launch_kernel = self._orig
+        _launch.ENABLED = self._fast
 
 
 def _mesh():

@@ -19,6 +19,8 @@ import functools
 
 import taichi as ti
 
+from ._launch import FastLaunch
+
 
 # Bytes of the array arguments of launches that compiled a kernel since the last
 # ``take_compiled_bytes()``: Taichi 1.7's first launch of a kernel instantiation leaves its arguments
@@ -38,17 +40,21 @@ def kernel(fn):
     """``ti.kernel(fn)`` whose launches accept taichirast's resident tensors
     (:mod:`taichirast._resident`): an argument with ``__taichi_ndarray__`` is replaced by the Taichi
     ndarray (or host tensor) holding its data. Every taichirast kernel is defined with it. A launch
-    that compiles (a new instantiation) adds its arrays' bytes to ``_compiled_bytes``."""
+    that compiles (a new instantiation) adds its arrays' bytes to ``_compiled_bytes``. Repeat
+    launches of a signature skip Taichi's per-argument Python work (``_launch.FastLaunch``)."""
     compiled = ti.kernel(fn)
-    instances = compiled._primal.compiled_kernels
+    fast = FastLaunch(compiled)
 
     @functools.wraps(fn)
     def launch(*args):
         args = [a.__taichi_ndarray__() if hasattr(type(a), "__taichi_ndarray__") else a for a in args]
-        n = len(instances)
+        if fast(args):
+            return None
+        n = len(compiled._primal.compiled_kernels)
         out = compiled(*args)
-        if len(instances) != n:
+        if len(compiled._primal.compiled_kernels) != n:
             _compiled_bytes[0] += sum(int(getattr(a, "nbytes", 0) or 0) for a in args)
+        fast.record(fast.signature(args), args)
         return out
 
     launch.taichi_kernel = compiled

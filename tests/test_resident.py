@@ -36,14 +36,18 @@ def _all_primitives():
 
 
 class _Launches:
-    """Counts the Taichi ndarrays and the external (torch / NumPy) arrays that kernels receive."""
+    """Counts the Taichi ndarrays and the external (torch / NumPy) arrays that kernels receive
+    (every launch through Taichi's own: repeat launches by plan, kernels/_launch.py, are off)."""
 
     def __enter__(self):
         import taichi as ti
         from taichi.lang import kernel_impl
 
+        from taichirast.kernels import _launch
+
         self.ndarrays = self.external = self.external_bytes = 0
         self._orig = kernel_impl.Kernel.launch_kernel
+        self._fast, _launch.ENABLED = _launch.ENABLED, False
 
         def launch(kernel, t_kernel, *args):
             for a in args:
@@ -60,7 +64,10 @@ class _Launches:
     def __exit__(self, *exc):
         from taichi.lang import kernel_impl
 
+        from taichirast.kernels import _launch
+
         kernel_impl.Kernel.launch_kernel = self._orig
+        _launch.ENABLED = self._fast
 
 
 def test_every_render_path_with_residency_equals_the_ordinary_path(every_array, monkeypatch):
