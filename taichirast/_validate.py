@@ -133,8 +133,13 @@ def screen_verts(fn, name, x, kind, like=None):
     dt = A.dtype_name(sv)
     more = f", or use float64 (limit {screen_limit('float64'):.3g})" if dt == "float32" else ""
     h = A.host_view(sv)  # else a copy: a device-resident sv stays on the device
+    limit = screen_limit(dt)
+    if h is not None and A.abs_max(h) <= limit:
+        # x, y and z all within the limit: one pass over the contiguous array, where the strided
+        # (V, 2) view below reduces ~8x slower in NumPy (0.65 ms for the bunny's 35k vertices)
+        return sv
     xy = h.reshape(-1, 3)[:, :2] if h is not None else A.columns(sv.reshape(-1, 3), 0, 2)
-    bounded(fn, f"{name} (x, y in pixels)", xy, screen_limit(dt),
+    bounded(fn, f"{name} (x, y in pixels)", xy, limit,
             f"{dt} rasterization's edge functions would overflow and faces vanish. If they are projected "
             f"verts (render, project), the mesh reaches that far on screen: scale or move the verts, or cut "
             f"the mesh to the view{more}")

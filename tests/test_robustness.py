@@ -158,6 +158,10 @@ def test_huge_screen_triangle_covers_or_raises(dtype, ok, bad):
     for call in calls:
         with pytest.raises(ValueError, match=r"screen_verts \(x, y in pixels\) has magnitudes up to .* beyond the limit"):
             call(_full_screen(bad, dtype))
+    # only x and y are bounded: a depth beyond the limit (with x, y within it) is drawn
+    far = _full_screen(8.0, dtype)
+    far[:, 2] = bad
+    assert np.all(calls[0](far) == 1)
 
 
 def test_render_of_world_quad_scaled_1e20_raises():
