@@ -66,6 +66,16 @@ def build(real, visit=None):
     iarr = ti.types.ndarray(dtype=ti.i32)
 
     @ti.func
+    def _div(x, d, rd):
+        """``x // d`` for ints 0 <= x < 2^24, d >= 1, given ``rd = 1 / d`` in ``real``: the rounded
+        quotient is off by at most one, and the two tests put it right (``_tile_range``: for a tile
+        size that is not a power of two)."""
+        q = ti.cast(real(x) * rd, ti.i32)
+        q -= ti.select(q * d > x, 1, 0)
+        q += ti.select((q + 1) * d <= x, 1, 0)
+        return q
+
+    @ti.func
     def _tile_range(bbox: arr, f, H, W, T):
         # Clamp in float before converting: near-plane faces may carry huge boxes.
         x0 = ti.ceil(ti.max(ti.min(bbox[f, 0], real(W + 1)), real(-1.0)) - real(0.5), ti.i32)
@@ -78,7 +88,15 @@ def build(real, visit=None):
         y1 = ti.min(y1, H - 1)
         tx0, tx1, ty0, ty1 = 0, -1, 0, -1
         if x0 <= x1 and y0 <= y1 and bbox[f, 0] <= bbox[f, 1]:
-            tx0, tx1, ty0, ty1 = x0 // T, x1 // T, y0 // T, y1 // T
+            # tile indices without an integer division by the runtime T (~25-40 cycles each, four
+            # per entry in the count and the fill): bin_faces 0.89-0.95x single-threaded (bunny
+            # 512², 298k tile entries, old and new interleaved)
+            if T & (T - 1) == 0:
+                sh = 31 - ti.math.clz(T)
+                tx0, tx1, ty0, ty1 = x0 >> sh, x1 >> sh, y0 >> sh, y1 >> sh
+            else:
+                rT = real(1.0) / real(T)
+                tx0, tx1, ty0, ty1 = _div(x0, T, rT), _div(x1, T, rT), _div(y0, T, rT), _div(y1, T, rT)
         return tx0, tx1, ty0, ty1
 
     @kernel

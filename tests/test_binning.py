@@ -46,11 +46,24 @@ def test_sorted_fill_equals_the_chunked_ordered_fill(seed, tile, chunks, kind):
     rank[order] = np.arange(order.shape[0])
     n_tiles = (len(off_s) - 1) // tab.shape[0]
     assert off_s[-1] > 500  # enough (tile, entry) pairs to mean something
+    # and exactly the entries whose pixel range meets the tile (integer division by the tile size in
+    # NumPy; the kernels divide without integer division, kernels/binning.py ``_div``)
+    bb = np.asarray(bbox, np.float64)
+    lo = lambda v, n: np.maximum(np.ceil(np.clip(v, -1, n + 1) - 0.5), 0).astype(int)  # noqa: E731
+    hi = lambda v, n: np.minimum(np.floor(np.clip(v, -1, n + 1) - 0.5), n - 1).astype(int)  # noqa: E731
+    x0, x1, y0, y1 = lo(bb[:, 0], W), hi(bb[:, 1], W), lo(bb[:, 2], H), hi(bb[:, 3], H)
+    ok = (x0 <= x1) & (y0 <= y1) & (bb[:, 0] <= bb[:, 1])
+    ntx = -(-W // tile)
     for t in range(len(off_s) - 1):
         entries = faces_s[off_s[t]:off_s[t + 1]]
         b = t // n_tiles
         assert np.all((entries >= tab[b, 2]) & (entries < tab[b, 2] + tab[b, 1])), t
         assert np.all(np.diff(rank[entries]) > 0), t
+        ty, tx = divmod(t - b * n_tiles, ntx)
+        own = np.arange(tab[b, 2], tab[b, 2] + tab[b, 1])
+        meets = own[ok[own] & (x0[own] // tile <= tx) & (x1[own] // tile >= tx) & (y0[own] // tile <= ty)
+                    & (y1[own] // tile >= ty)]
+        assert np.array_equal(np.sort(entries), meets), t
 
 
 def test_ranks_of_inverts_the_order():
