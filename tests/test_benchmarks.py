@@ -1,14 +1,14 @@
 """Benchmark helpers: benchmarks.peers (the conversions that give nvdiffrast and PyTorch3D our scene,
 and the table's plumbing: on a machine without the peers they are reported, not timed),
-benchmarks.vulkan_copies' traffic counter and benchmarks.packed's batch (the two ways it times
-draw the same pictures)."""
+benchmarks.vulkan_copies' traffic counter, benchmarks.packed's batch (the two ways it times
+draw the same pictures) and benchmarks.launch's switch between launch plans and Taichi's launch."""
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import packed, peers, vulkan_copies  # noqa: E402
+from benchmarks import launch, packed, peers, vulkan_copies  # noqa: E402
 
 
 def test_clip_space_puts_pixel_centres_and_depths_where_nvdiffrast_reads_them():
@@ -82,3 +82,16 @@ def test_packed_benchmark_batch_is_different_meshes_and_both_ways_draw_the_same_
     assert set(packed.cases(vs, fs, cols, cams, 24)) == {
         (m, c) for m in ("hard lit", "soft")
         for c in ("one mesh, N cameras (reference)", "Meshes batch, one call", "mesh by mesh (loop)")}
+
+
+def test_launch_benchmark_times_both_ways_and_leaves_the_plans_on(monkeypatch):
+    from taichirast.kernels import _launch
+
+    launch.empty_launch(1)  # the kernel's first launch of this signature (Taichi's) makes the plan
+    seen = []
+    call = _launch.FastLaunch.__call__
+    monkeypatch.setattr(_launch.FastLaunch, "__call__", lambda self, args: seen.append(call(self, args)) or seen[-1])
+    on, off = launch.empty_launch(2)
+    assert on > 0 and off > 0 and _launch.ENABLED
+    # a warm-up and 2 rounds of 200 launches each way: by plan exactly when the plans are on
+    assert seen.count(True) == 1 + 2 * 200 and seen.count(False) == 1 + 2 * 200
