@@ -43,7 +43,7 @@ class Traffic:
         from taichirast.kernels import _launch
 
         self._mod, self._orig = kernel_impl.Kernel, kernel_impl.Kernel.launch_kernel
-        self._fast, _launch.ENABLED = _launch.ENABLED, False
+        self._plans, _launch.ENABLED = _launch.ENABLED, False
         traffic = self
 
         def launch_kernel(kernel, t_kernel, *args):
@@ -61,7 +61,7 @@ class Traffic:
         from taichirast.kernels import _launch
 
         self._mod.launch_kernel = self._orig
-        _launch.ENABLED = self._fast
+        _launch.ENABLED = self._plans
 
 
 def _mesh():

@@ -11,7 +11,7 @@ a dozen; at small image sizes they are most of the step.
 and device, each template argument's value), the compiled instantiation Taichi chose for the
 first launch of that signature, and launches it directly: one launch context, one setter per
 argument, Taichi's own compile-cache lookup and launch. Every launch it cannot prove equivalent
-goes through Taichi's ``__call__`` unchanged (``None`` is returned to say so):
+goes through Taichi's ``__call__`` unchanged (``FastLaunch.__call__`` returns False for it):
 
 * an argument that is not a C-contiguous NumPy array or a contiguous torch tensor with
   ``requires_grad=False`` (Taichi copies other layouts, allocates ``.grad`` for tensors that

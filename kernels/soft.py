@@ -752,7 +752,7 @@ def build(real, LANES=1, BR=1):
             c = ti.static(q % MASK_SIDE)
             # cell a's blocks are rows ceil(a TBr / CR) .. ceil((a + 1) TBr / CR) - 1, with CR = TBr
             # (a cell per block: a .. a) or MASK_SIDE (a constant divisor): no division by a runtime
-            # value, which LLVM may not hoist out of the fill's loops (1.6x the fill's time)
+            # value, which LLVM may not hoist out of the fill's loops (bin_faces 0.92x without them)
             y0[q] = real(ti.select(CR == TBr, a, (a * TBr + MASK_SIDE - 1) // MASK_SIDE) * BR) + real(0.5)
             y1[q] = real(ti.select(CR == TBr, a + 1, ((a + 1) * TBr + MASK_SIDE - 1) // MASK_SIDE) * BR - 1) + real(0.5)
             x0[q] = real(ti.select(CC == TBc, c, (c * TBc + MASK_SIDE - 1) // MASK_SIDE) * BC) + real(0.5)

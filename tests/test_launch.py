@@ -113,7 +113,8 @@ def test_signature_tells_arrays_apart_by_dtype_rank_and_device():
     assert f.signature((a, np.int64(1), True)) == f.signature((a, 1, True))
     assert f.signature((a.astype(np.float64), 1, True)) != f.signature((a, 1, True))
     assert f.signature((a[None], 1, True)) != f.signature((a, 1, True))
-    assert f.signature((torch.zeros(3, 2), 1, True)) == ((torch.float32, 2, "cpu"), True)
+    t = torch.zeros(3, 2)  # on CUDA where the suite runs with CUDA tensors (tests/conftest.py)
+    assert f.signature((t, 1, True)) == ((torch.float32, 2, t.device.type), True)
     assert f.signature((a.T, 1, True)) is None  # not C-contiguous
     assert f.signature((a, 1.0, True)) is None  # a float for an int argument
     assert f.signature((a, 1, [1])) is None  # a template value that cannot be hashed

@@ -47,7 +47,7 @@ class _Launches:
 
         self.ndarrays = self.external = self.external_bytes = 0
         self._orig = kernel_impl.Kernel.launch_kernel
-        self._fast, _launch.ENABLED = _launch.ENABLED, False
+        self._plans, _launch.ENABLED = _launch.ENABLED, False
 
         def launch(kernel, t_kernel, *args):
             for a in args:
@@ -67,7 +67,7 @@ class _Launches:
         from taichirast.kernels import _launch
 
         kernel_impl.Kernel.launch_kernel = self._orig
-        _launch.ENABLED = self._fast
+        _launch.ENABLED = self._plans
 
 
 def test_every_render_path_with_residency_equals_the_ordinary_path(every_array, monkeypatch):
