@@ -26,7 +26,7 @@ from .. import packed as P
 from .._binning import bin_faces, tile_schedule
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
-from .soft import spatial_order, tile_size_arg
+from .soft import bits_dtype, spatial_order, tile_size_arg
 
 FN = "dibr_silhouette"
 
@@ -114,8 +114,8 @@ def forward(inputs, params):
     fs = A.empty(sv, (F, soft.K))
     reach = A.empty(sv, (F, soft.NREACH))  # the binning box, then the (unused) disk
     eperm = spatial_order(K, sv, faces, tab, params["counts"])
-    K.setup(sv, faces, tab, eperm, fs, reach, A.empty(sv, (F,), "int32" if A.dtype_name(sv) == "float32" else "int64"),
-            params["near"], margin, 0)  # (the depth keys unused: DIB-R's lists are in slot order)
+    K.setup(sv, faces, tab, eperm, fs, reach, A.empty(sv, (F,), bits_dtype(sv)), params["near"], margin,
+            0)  # (the depth keys unused: DIB-R's lists are in slot order)
     # entry slots in index order in every tile: the per-pixel product is the same run to run
     order = A.index_rows(sv, 1, F)[0]
     offsets, tile_faces = bin_faces(reach, tab, H, W, params["tile"], order=order)

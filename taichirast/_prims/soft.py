@@ -62,6 +62,12 @@ CUT_TOL = 9e-5
 DROP_TOL = 1e-6
 
 
+def bits_dtype(sv) -> str:
+    """The integer dtype as wide as ``sv``'s floats (kernels/soft.py ``BITS``): setup's depth keys
+    and entry_colours' largest-colour bits."""
+    return "int32" if A.dtype_name(sv) == "float32" else "int64"
+
+
 def tile_size_arg(fn, tile_size):
     if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
         raise TypeError(f"{fn}: tile_size must be a positive int, got {tile_size!r}")
@@ -203,7 +209,7 @@ def forward(inputs, params):
     lastc = A.empty(sv, (B, H, W), "int32")  # each pixel's last pair with colour weight (kernels/soft.py)
     # each entry's corner colours and the cut-off's colour bound per image (kernels/soft.py `entry_colours`)
     fcol = A.empty(sv, (F, 3, C))
-    cmaxb = A.zeros(sv, (B,), "int32" if A.dtype_name(sv) == "float32" else "int64")
+    cmaxb = A.zeros(sv, (B,), bits_dtype(sv))
     K.entry_colours(colors, faces, tab, eperm, fcol, cmaxb, int(params["per_face"]), C)
     T = params["tile"]
     torder = tile_schedule(offsets)
@@ -259,7 +265,7 @@ def depth_ordered_setup(K, sv, faces, tab, params, d2cull):
     # Grow boxes a hair beyond the cull radius so rounding never bins out a face the cull test keeps.
     margin = math.sqrt(d2cull) * (1.0 + 1e-4) + 1e-3
     eperm = spatial_order(K, sv, faces, tab, params["counts"])
-    key = A.empty(sv, (E,), "int32" if A.dtype_name(sv) == "float32" else "int64")
+    key = A.empty(sv, (E,), bits_dtype(sv))
     K.setup(sv, faces, tab, eperm, fs, reach, key, params["near"], margin, 1)
     A.freeze(fs)  # read-only from here
     # nearest first: the largest 1 / z of the three vertices (0 for a skipped face: last), per image
