@@ -68,8 +68,9 @@ radius is dropped by selects (``lane_*`` helpers), so LLVM emits SIMD instructio
 disk a face reaches better than a row's (more of the computed lanes are summed). The backward's
 per-pixel inputs are laid out in its blocks, a block's values together (``pixel_blocks``;
 vector-typed ndarrays), a segment of blocks none of whose pixels has a pair with the face is passed
-over (``seg_max_cut``), and a face's colour gradients are summed over the lanes per block
-(``fold_rows``: as lane vectors through the loop they crowded the registers). Any-lane tests are
+over (``seg_max_cut``), and a face's 3 C colour-gradient sums per lane are a local array kept in
+memory (``mem_zero``: in registers with the geometry sums they crowded the block's values onto the
+stack; summed over the lanes at every block they cost those sums). Any-lane tests are
 ORs of the lanes (``any_lane``: a mask move and a test). float32 exps in blocks use an inlined
 polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
@@ -941,38 +942,40 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def add_lanes(M: ti.template(), i: ti.template(), v):
-        """M[i, :] += v: a row of per-lane sums (the face's geometry sums gx, gy, gz; a block's colour
-        rows, which ``fold_rows`` then adds up)."""
+        """M[i, :] += v: a row of per-lane sums (the face's geometry sums gx, gy, gz)."""
         for l in ti.static(range(LANES)):
             M[i, l] += v[l]
 
     @ti.func
-    def fold_rows(acc: ti.template(), M: ti.template()):
-        """A face's gradient sums acc += the lane sums of a block's rows M (n x LANES), packed
-        LANES sums to a vector: row q to acc[q // LANES, q % LANES]. The face's 3 C colour sums
-        then take ceil(3 C / LANES) registers instead of 3 C; as a vector of lanes per row (with
-        the 9 geometry rows, 18 vectors live through the block loop) they pushed the block's
-        values onto the stack: folding them is 0.83-0.87x the backward's time. Folding the
-        geometry rows too measured 1.1-1.45x (every block, not only colour blocks, pays the
-        sums), so those stay lane vectors (interleaved runs, bunny 512²)."""
-        for k in ti.static(range((M.n + LANES - 1) // LANES)):
-            for j in ti.static(range(LANES)):
-                if ti.static(k * LANES + j < M.n):
-                    sm = M[k * LANES + j, 0]
-                    for l in ti.static(range(1, LANES)):
-                        sm += M[k * LANES + j, l]
-                    acc[k, j] += sm
+    def mem_zero(n):
+        """0 for indexing a local matrix that should stay an array in memory (on the CPU's lanes):
+        ``min(n, 0)`` for a kernel input n >= 0, which LLVM cannot prove constant, so it keeps the
+        matrix as a stack array (in L1) instead of promoting its elements to registers. The
+        backward's colour sums (``lane_colour_grad``): as 3 C lane vectors in registers they spilled
+        the block's values, folded over the lanes at every block they cost the sums; in memory the
+        backward kernel took 0.81-0.85x the folded time (bunny 512², 1 and 2 threads, old and new
+        interleaved). The geometry sums gx, gy, gz stay in registers (gz in memory: 0.91x against the
+        same 0.85x). A literal 0 with one lane (GPUs: nothing to spill, and local arrays there are
+        slower)."""
+        r = 0
+        if ti.static(LANES > 1):
+            r = ti.min(n, 0)
+        return r
 
     @ti.func
-    def folded(acc: ti.template(), q: ti.template()):
-        """Row q's sum in a ``fold_rows`` accumulator."""
-        return acc[q // LANES, q % LANES]
+    def lane_total(M: ti.template(), q: ti.template()):
+        """The sum of row q of M (n x LANES) over the lanes."""
+        sm = M[q, 0]
+        for l in ti.static(range(1, LANES)):
+            sm += M[q, l]
+        return sm
 
     @ti.func
-    def lane_colour_grad(gcl: ti.template(), gz: ti.template(), cl, D, omD, ba0, ba1, ba2, iz, zm, invZ, G, grgb,
-                         col, cz, per_face, C: ti.template()):
+    def lane_colour_grad(gcl: ti.template(), m0, gz: ti.template(), cl, D, omD, ba0, ba1, ba2, iz, zm, invZ, G,
+                         grgb, col, cz, per_face, C: ti.template()):
         """Colour / depth part of the lanes in cl (module docstring, "Backward derivation"): adds
-        the colour gradients to gcl (3 C sums, packed by ``fold_rows``) and the 1 / z_i ones to the
+        the colour gradients to gcl (3 C x LANES lane sums, row i C + ch, indexed through m0 =
+        ``mem_zero``: kept in memory) and the 1 / z_i ones to the
         lane sums gz; returns (g_x's colour term,
         g_abar_0, g_abar_1, g_abar_2), 0 off cl. grgb (C, LANES): the pixels' g_rgb."""
         qa = ba0 * iz[0]
@@ -993,15 +996,15 @@ def build(real, LANES=1, BR=1):
         s0 = ti.select(cl, bb0 * wZ, real(0.0))  # the colour gradients' weights, 0 off cl
         s1 = ti.select(cl, bb1 * wZ, real(0.0))
         s2 = ti.select(cl, bb2 * wZ, real(0.0))
-        rows = ti.Matrix.zero(real, 3 * C, LANES)  # row i C + ch: the lanes' colour gradients s_i g_ch
         for ch in ti.static(range(C)):
             g = vL([grgb[ch, l] for l in ti.static(range(LANES))])
             gcv0 += col[0, ch] * g
             gcv1 += col[1, ch] * g
             gcv2 += col[2, ch] * g
             for i in ti.static(range(3)):
-                add_lanes(rows, i * C + ch, pick3(i, s0, s1, s2) * g)
-        fold_rows(gcl, rows)
+                v = pick3(i, s0, s1, s2) * g  # the lanes' colour gradients s_i g_ch
+                for l in ti.static(range(LANES)):
+                    gcl[i * C + ch + m0, l] += v[l]
         g_w = (gcv0 * bb0 + gcv1 * bb1 + gcv2 * bb2 - G) * invZ
         g_zp = -g_w * w * cz  # z_j / gamma = (far - zp) cz
         # perspective correction: q_i = abar_i / z_i, b = q / Q, zp = 1 / Q
@@ -1102,8 +1105,8 @@ def build(real, LANES=1, BR=1):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns none of whose pixels has a pair with
         it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
-        into lane accumulators summed at the end of the face (the colour sums folded per block,
-        ``fold_rows``) and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
+        into lane accumulators summed at the end of the face (the colour sums in memory,
+        ``mem_zero``) and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
         need_sv, gcol (Bc, V or F, C) += the colour gradients when need_col (``scatter_*``;
         both zero-initialised by the caller)."""
         HB = (H + BR - 1) // BR
@@ -1112,10 +1115,11 @@ def build(real, LANES=1, BR=1):
         lcol = iL([l % BC for l in ti.static(range(LANES))])
         for f in range(fs.shape[0]):  # entry slots, in ``spatial_order``: neighbours share pixel blocks
             b, g = entry_face(tab, eperm[f])
-            gx = ti.Matrix.zero(real, 3, LANES)  # lane vectors (``fold_rows``: the cheaper for these)
+            gx = ti.Matrix.zero(real, 3, LANES)  # lane vectors, in registers
             gy = ti.Matrix.zero(real, 3, LANES)
             gz = ti.Matrix.zero(real, 3, LANES)
-            gcl = ti.Matrix.zero(real, (3 * C + LANES - 1) // LANES, LANES)  # packed sums (fold_rows)
+            gcl = ti.Matrix.zero(real, 3 * C, LANES)  # colour sums per lane, in memory (mem_zero)
+            m0 = mem_zero(H)
             rank_f = rank[f]
             if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
@@ -1172,8 +1176,8 @@ def build(real, LANES=1, BR=1):
                                 ba0, ba1, ba2 = lane_abar(inside, a0, a1, a2, ke, tb)
                                 grgb = ti.Matrix([[load(pb, q0 + 4 + ch)[l] for l in ti.static(range(LANES))]
                                                   for ch in ti.static(range(C))], real)
-                                gxc, gab0, gab1, gab2 = lane_colour_grad(gcl, gz, cl, D, omD, ba0, ba1, ba2, iz, zm,
-                                                                         load(pb, q0 + 1), load(pb, q0 + 3),
+                                gxc, gab0, gab1, gab2 = lane_colour_grad(gcl, m0, gz, cl, D, omD, ba0, ba1, ba2, iz,
+                                                                         zm, load(pb, q0 + 1), load(pb, q0 + 3),
                                                                          grgb, col, cz, per_face, C)
                                 g_x += gxc
                             # coverage: x = sgn d^2 k2, envelope theorem on the nearest edge ke
@@ -1195,7 +1199,7 @@ def build(real, LANES=1, BR=1):
                             sz[i] += gz[i, l]
                     scatter_verts(faces, gsv, b, g, sx, sy, sz)
                 if need_col:
-                    gc = ti.Matrix([[folded(gcl, i * C + ch) for ch in ti.static(range(C))]
+                    gc = ti.Matrix([[lane_total(gcl, i * C + ch) for ch in ti.static(range(C))]
                                     for i in ti.static(range(3))], real)
                     scatter_colors(faces, gcol, b, g, gc, per_face, C)
 
