@@ -68,9 +68,8 @@ radius is dropped by selects (``lane_*`` helpers), so LLVM emits SIMD instructio
 disk a face reaches better than a row's (more of the computed lanes are summed). The backward's
 per-pixel inputs are laid out in its blocks, a block's values together (``pixel_blocks``;
 vector-typed ndarrays), a segment of blocks none of whose pixels has a pair with the face is passed
-over (``seg_max_cut``), and a face's 3 C colour-gradient sums per lane are a local array kept in
-memory (``mem_zero``: in registers with the geometry sums they crowded the block's values onto the
-stack; summed over the lanes at every block they cost those sums). Any-lane tests are
+over (``seg_max_cut``), and a face's 9 + 3 C gradient sums per lane are local arrays kept in
+memory (``mem_zero``: in registers they crowded the block's values onto the stack). Any-lane tests are
 ORs of the lanes (``any_lane``: a mask move and a test). float32 exps in blocks use an inlined
 polynomial (``vexp``, Cephes' expf, relative error ~1e-7) that vectorises; float64 uses ti.exp.
 
@@ -941,22 +940,23 @@ def build(real, LANES=1, BR=1):
             return v2
 
     @ti.func
-    def add_lanes(M: ti.template(), i: ti.template(), v):
-        """M[i, :] += v: a row of per-lane sums (the face's geometry sums gx, gy, gz)."""
+    def add_lanes(M: ti.template(), i: ti.template(), v, m0):
+        """M[i, :] += v: a row of the face's per-lane sums (gx, gy, gz), indexed through m0 =
+        ``mem_zero`` (kept in memory)."""
         for l in ti.static(range(LANES)):
-            M[i, l] += v[l]
+            M[i + m0, l] += v[l]
 
     @ti.func
     def mem_zero(n):
         """0 for indexing a local matrix that should stay an array in memory (on the CPU's lanes):
         ``min(n, 0)`` for a kernel input n >= 0, which LLVM cannot prove constant, so it keeps the
         matrix as a stack array (in L1) instead of promoting its elements to registers. The
-        backward's colour sums (``lane_colour_grad``): as 3 C lane vectors in registers they spilled
-        the block's values, folded over the lanes at every block they cost the sums; in memory the
-        backward kernel took 0.81-0.85x the folded time (bunny 512², 1 and 2 threads, old and new
-        interleaved). The geometry sums gx, gy, gz stay in registers (gz in memory: 0.91x against the
-        same 0.85x). A literal 0 with one lane (GPUs: nothing to spill, and local arrays there are
-        slower)."""
+        backward's per-lane sums of a face (9 geometry + 3 C colour lane vectors) in registers
+        spilled the block's values; folding the colour ones over the lanes at every block (the
+        previous way) cost the sums. With the colour sums in memory the backward kernel took
+        0.81-0.85x the folded time, with the geometry sums too a further 0.94-0.97x (bunny 512²,
+        1 and 2 threads, old and new interleaved). A literal 0 with one lane (GPUs: nothing to
+        spill)."""
         r = 0
         if ti.static(LANES > 1):
             r = ti.min(n, 0)
@@ -1019,13 +1019,13 @@ def build(real, LANES=1, BR=1):
         gab0 = ti.select(cl, gq0 * iz[0], real(0.0))
         gab1 = ti.select(cl, gq1 * iz[1], real(0.0))
         gab2 = ti.select(cl, gq2 * iz[2], real(0.0))
-        add_lanes(gz, 0, -gab0 * ba0 * iz[0])
-        add_lanes(gz, 1, -gab1 * ba1 * iz[1])
-        add_lanes(gz, 2, -gab2 * ba2 * iz[2])
+        add_lanes(gz, 0, -gab0 * ba0 * iz[0], m0)
+        add_lanes(gz, 1, -gab1 * ba1 * iz[1], m0)
+        add_lanes(gz, 2, -gab2 * ba2 * iz[2], m0)
         return ti.select(cl, g_w * w * omD, real(0.0)), gab0, gab1, gab2
 
     @ti.func
-    def lane_edge_grad(gx: ti.template(), gy: ti.template(), iee3, xs, ys, x, y, inside, ke, tb, g_d2, gab0,
+    def lane_edge_grad(gx: ti.template(), gy: ti.template(), m0, iee3, xs, ys, x, y, inside, ke, tb, g_d2, gab0,
                        gab1, gab2):
         """Adds to gx, gy the lanes' gradients through the nearest edge ke (P = s_ke, Q = s_ke+1):
         the distance (envelope theorem, ``d(d^2)/dP = -2 (p - N)(1 - t)``, ``d(d^2)/dQ = -2 (p - N)
@@ -1055,11 +1055,11 @@ def build(real, LANES=1, BR=1):
         for k in ti.static(range(3)):
             isP = ke == k  # vertex k is P of edge k and Q of edge k - 1
             isQ = ke == ti.static((k + 2) % 3)
-            add_lanes(gx, k, ti.select(isP, cPx, ti.select(isQ, cQx, real(0.0))))
-            add_lanes(gy, k, ti.select(isP, cPy, ti.select(isQ, cQy, real(0.0))))
+            add_lanes(gx, k, ti.select(isP, cPx, ti.select(isQ, cQx, real(0.0))), m0)
+            add_lanes(gy, k, ti.select(isP, cPy, ti.select(isQ, cQy, real(0.0))), m0)
 
     @ti.func
-    def lane_inside_grad(gx: ti.template(), gy: ti.template(), mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2):
+    def lane_inside_grad(gx: ti.template(), gy: ti.template(), m0, mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2):
         """Adds to gx, gy the gradients of the lanes in mi (inside, colour) through the screen
         barycentrics: ``g_E_k = (g_a_k - sum_i g_a_i a_i) / A`` and the edge-function derivatives."""
         gdot = gab0 * a0 + gab1 * a1 + gab2 * a2
@@ -1067,10 +1067,10 @@ def build(real, LANES=1, BR=1):
             j = ti.static((i + 1) % 3)
             k = ti.static((i + 2) % 3)
             gEi = ti.select(mi, (pick3(i, gab0, gab1, gab2) - gdot) * iA, real(0.0))
-            add_lanes(gx, j, gEi * (ys[k] - y))
-            add_lanes(gy, k, gEi * (xs[j] - x))
-            add_lanes(gx, k, -gEi * (ys[j] - y))
-            add_lanes(gy, j, -gEi * (xs[k] - x))
+            add_lanes(gx, j, gEi * (ys[k] - y), m0)
+            add_lanes(gy, k, gEi * (xs[j] - x), m0)
+            add_lanes(gx, k, -gEi * (ys[j] - y), m0)
+            add_lanes(gy, j, -gEi * (xs[k] - x), m0)
 
     @ti.func
     def scatter_verts(faces: iarr, gsv: arr, b, g, gx, gy, gz):
@@ -1105,8 +1105,7 @@ def build(real, LANES=1, BR=1):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns none of whose pixels has a pair with
         it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
-        into lane accumulators summed at the end of the face (the colour sums in memory,
-        ``mem_zero``) and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
+        into lane accumulators (in memory, ``mem_zero``) summed at the end of the face and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
         need_sv, gcol (Bc, V or F, C) += the colour gradients when need_col (``scatter_*``;
         both zero-initialised by the caller)."""
         HB = (H + BR - 1) // BR
@@ -1115,10 +1114,12 @@ def build(real, LANES=1, BR=1):
         lcol = iL([l % BC for l in ti.static(range(LANES))])
         for f in range(fs.shape[0]):  # entry slots, in ``spatial_order``: neighbours share pixel blocks
             b, g = entry_face(tab, eperm[f])
-            gx = ti.Matrix.zero(real, 3, LANES)  # lane vectors, in registers
+            # the face's sums per lane, stack arrays indexed through m0 (mem_zero): d/dx_i, d/dy_i,
+            # d/dz_i, and in row i C + ch of gcl d/dcolour_ch at vertex i
+            gx = ti.Matrix.zero(real, 3, LANES)
             gy = ti.Matrix.zero(real, 3, LANES)
             gz = ti.Matrix.zero(real, 3, LANES)
-            gcl = ti.Matrix.zero(real, 3 * C, LANES)  # colour sums per lane, in memory (mem_zero)
+            gcl = ti.Matrix.zero(real, 3 * C, LANES)
             m0 = mem_zero(H)
             rank_f = rank[f]
             if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
@@ -1182,10 +1183,10 @@ def build(real, LANES=1, BR=1):
                                 g_x += gxc
                             # coverage: x = sgn d^2 k2, envelope theorem on the nearest edge ke
                             g_d2 = ti.select(m, g_x * sgn * k2, real(0.0))
-                            lane_edge_grad(gx, gy, iee3, xs, ys, x, y, inside, ke, tb, g_d2, gab0, gab1, gab2)
+                            lane_edge_grad(gx, gy, m0, iee3, xs, ys, x, y, inside, ke, tb, g_d2, gab0, gab1, gab2)
                             mi = inside & cl
                             if any_lane(mi):
-                                lane_inside_grad(gx, gy, mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
+                                lane_inside_grad(gx, gy, m0, mi, iA, xs, ys, x, y, a0, a1, a2, gab0, gab1, gab2)
                 # the face's sums, scattered to its vertices here (a pass over faces and an (E, 9 +
                 # 3 C) buffer less than scatter kernels; faces no pixel used add nothing)
                 if need_sv:
