@@ -352,10 +352,11 @@ def build(real, LANES=1, BR=1):
     def face_frame(fs: arr, f, stored: ti.template()):
         """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
         coordinates xs, ys and the planes of ``frame_planes``: loaded from fs where ``stored``
-        (``setup`` wrote them; the forward, which needs them per block), else computed from fs's
-        vertices, 1 / A and 1 / |e|^2 (the per-face loops: loading them there made the backward's
-        code 1.6x slower). Both give the same bits (same inputs, same function; checked on the
-        bunny), so both passes decide inside / cull alike."""
+        (``setup`` wrote them; both SoftRas passes: the backward computing them made its kernel
+        1.06x slower once its sums were in memory, ``mem_zero``, and 0.6x before, when its
+        registers were full), else computed from fs's vertices, 1 / A and 1 / |e|^2 (DIB-R's
+        passes, both ways). Both give the same bits (same inputs, same function; checked on the
+        bunny)."""
         ox = fs[f, 0]
         oy = fs[f, 1]
         xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
@@ -1124,7 +1125,7 @@ def build(real, LANES=1, BR=1):
             rank_f = rank[f]
             if fs[f, FS_BOX] <= fs[f, FS_BOX + 1] and used_somewhere(fs, tmax, b, f, rank_f, H, W, T):
                 bc = b if colors.shape[0] > 1 else 0
-                ox, oy, xs, ys, ab, tc = face_frame(fs, f, False)
+                ox, oy, xs, ys, ab, tc = face_frame(fs, f, True)
                 iee3 = vec3(fs[f, FS_IEE], fs[f, FS_IEE + 1], fs[f, FS_IEE + 2])
                 iA = fs[f, FS_IA]
                 iz = vec3(fs[f, FS_IZ], fs[f, FS_IZ + 1], fs[f, FS_IZ + 2])
