@@ -61,7 +61,7 @@ which lanes, are computed), so the two passes sum the same pairs whatever their 
 autodiff is not used (wrong through per-pixel face loops in 1.7.4, DESIGN §5).
 
 Pixel blocks. Both passes compute blocks of LANES pixels, BR rows of BC = LANES / BR (``lanes``,
-``block_rows``: 4 x 4 forward and 4 x 1 backward on the CPU, 1 x 1 on GPUs), as straight-line
+``block_rows``: 4 x 4 forward and 4 x 2 backward on the CPU, 1 x 1 on GPUs), as straight-line
 vector code: every lane is computed, and a lane outside the image, already cut, or beyond the cull
 radius is dropped by selects (``lane_*`` helpers), so LLVM emits SIMD instructions on the CPU
 (Taichi's CPU backend does not vectorise the per-pixel branches otherwise). Square blocks fit the
@@ -193,9 +193,11 @@ T_FOLD = 1e30
 # rows they span (CPU_ROWS): the shapes LLVM's vectoriser turned into the fastest code, measured old
 # against new in one process on the bunny at 512², float32. Forward 4 x 4: 0.74-0.77x the time of
 # 1 x 8 (2 x 4: 0.79, 4 x 2: 0.80, 2 x 8: 0.85; square blocks fit the disk a face reaches, so more
-# of the computed lanes are summed). Backward 4 x 1: 0.83-0.85x of 1 x 4 (2 x 2 was no faster; 8
-# lanes, 4 x 2 or 8 x 1: 1.5-1.7x slower, LLVM leaves much of it scalar).
-CPU_LANES = {"forward": 16, "backward": 4}
+# of the computed lanes are summed). Backward 4 x 2 (8 lanes, AVX2): 0.71-0.77x the time of 4 x 1
+# (2 x 4: 0.77-0.78, 8 x 1: 0.85, 4 x 4: 1.04, 2 x 2: 1.0), since its per-lane sums live in memory
+# (``mem_zero``); while they were registers, 8 lanes were 1.5-1.7x slower than 4 x 1 (LLVM left
+# much of the code scalar) and 4 x 1 was 0.83-0.85x of 1 x 4.
+CPU_LANES = {"forward": 16, "backward": 8}
 CPU_ROWS = {"forward": 4, "backward": 4}
 
 
