@@ -354,11 +354,11 @@ def build(real, LANES=1, BR=1):
     def face_frame(fs: arr, f, stored: ti.template()):
         """Face constants in the frame of vertex 0: (ox, oy, xs, ys, ab, tc) with local vertex
         coordinates xs, ys and the planes of ``frame_planes``: loaded from fs where ``stored``
-        (``setup`` wrote them; both SoftRas passes: the backward computing them made its kernel
-        1.06x slower once its sums were in memory, ``mem_zero``, and 0.6x before, when its
-        registers were full), else computed from fs's vertices, 1 / A and 1 / |e|^2 (DIB-R's
-        passes, both ways). Both give the same bits (same inputs, same function; checked on the
-        bunny)."""
+        (``setup`` wrote them; both SoftRas passes. While the backward's sums filled its registers,
+        loading them there made it 1.6x slower; with its sums in memory, ``mem_zero``, computing
+        them is the slower way, 1.06x), else computed from fs's vertices, 1 / A and 1 / |e|^2
+        (DIB-R's passes, both ways). Both give the same bits (same inputs, same function; checked
+        on the bunny)."""
         ox = fs[f, 0]
         oy = fs[f, 1]
         xs = vec3(0.0, fs[f, 2] - ox, fs[f, 4] - ox)
@@ -977,10 +977,10 @@ def build(real, LANES=1, BR=1):
     def lane_colour_grad(gcl: ti.template(), m0, gz: ti.template(), cl, D, omD, ba0, ba1, ba2, iz, zm, invZ, G,
                          grgb, col, cz, per_face, C: ti.template()):
         """Colour / depth part of the lanes in cl (module docstring, "Backward derivation"): adds
-        the colour gradients to gcl (3 C x LANES lane sums, row i C + ch, indexed through m0 =
-        ``mem_zero``: kept in memory) and the 1 / z_i ones to the
-        lane sums gz; returns (g_x's colour term,
-        g_abar_0, g_abar_1, g_abar_2), 0 off cl. grgb (C, LANES): the pixels' g_rgb."""
+        the colour gradients to gcl (3 C x LANES lane sums, row i C + ch) and the depth ones
+        (through 1 / z_i) to gz, both indexed through m0 = ``mem_zero`` (kept in memory); returns
+        (g_x's colour term, g_abar_0, g_abar_1, g_abar_2), 0 off cl. grgb (C, LANES): the pixels'
+        g_rgb."""
         qa = ba0 * iz[0]
         qb = ba1 * iz[1]
         qc = ba2 * iz[2]
@@ -1108,9 +1108,10 @@ def build(real, LANES=1, BR=1):
         """One thread per face entry over the rows of BR x BC blocks its disk reaches (pb, cutb from
         ``pixel_prep``), passing over segments of SEG columns none of whose pixels has a pair with
         it (smax, ``seg_max_cut``): every lane computed, then kept or dropped by a select,
-        into lane accumulators (in memory, ``mem_zero``) summed at the end of the face and added to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when
-        need_sv, gcol (Bc, V or F, C) += the colour gradients when need_col (``scatter_*``;
-        both zero-initialised by the caller)."""
+        into lane accumulators (in memory, ``mem_zero``) summed at the end of the face and added
+        to the face's vertices: gsv (Bs, V, 3) += d/d(x_i, y_i, z_i) when need_sv, gcol (Bc, V or
+        F, C) += the colour gradients when need_col (``scatter_*``; both zero-initialised by the
+        caller)."""
         HB = (H + BR - 1) // BR
         WB = (W + BC - 1) // BC
         lrow = iL([l // BC for l in ti.static(range(LANES))])  # each lane's row and column in its block
