@@ -967,7 +967,7 @@ def build(real, LANES=1, BR=1):
 
     @ti.func
     def lane_total(M: ti.template(), q: ti.template()):
-        """The sum of row q of M (n x LANES) over the lanes."""
+        """The sum of row q of M (n x LANES) over the lanes (a face's sums, at its end)."""
         sm = M[q, 0]
         for l in ti.static(range(1, LANES)):
             sm += M[q, l]
@@ -1194,15 +1194,9 @@ def build(real, LANES=1, BR=1):
                 # the face's sums, scattered to its vertices here (a pass over faces and an (E, 9 +
                 # 3 C) buffer less than scatter kernels; faces no pixel used add nothing)
                 if need_sv:
-                    sx = vec3(0.0)
-                    sy = vec3(0.0)
-                    sz = vec3(0.0)
-                    for i in ti.static(range(3)):
-                        for l in ti.static(range(LANES)):
-                            sx[i] += gx[i, l]
-                            sy[i] += gy[i, l]
-                            sz[i] += gz[i, l]
-                    scatter_verts(faces, gsv, b, g, sx, sy, sz)
+                    scatter_verts(faces, gsv, b, g, vec3([lane_total(gx, i) for i in ti.static(range(3))]),
+                                  vec3([lane_total(gy, i) for i in ti.static(range(3))]),
+                                  vec3([lane_total(gz, i) for i in ti.static(range(3))]))
                 if need_col:
                     gc = ti.Matrix([[lane_total(gcl, i * C + ch) for ch in ti.static(range(C))]
                                     for i in ti.static(range(3))], real)
