@@ -45,7 +45,8 @@ indices into ``faces``.
 Pipeline (host side in taichirast/_prims/raster.py), two schedules with identical results:
 
 * face schedule (CPU): ``raster_faces`` (one thread per face: setup, then the pixels of its own
-  bbox, so the cost is the sum of the faces' bbox areas and nothing needs binning; depth test by
+  bbox, so the cost is the sum of the faces' bbox areas and nothing needs binning; faces of a
+  shared topology visited in a cached spatial order, taichirast/_face_order.py; depth test by
   ``atomic_min`` on a per-pixel key packing (depth, face id) -- two passes in float64 -- so the
   result does not depend on thread order), then ``resolve`` (per pixel: face id from the key,
   then barycentrics and depth).
@@ -271,16 +272,16 @@ def build(real):
                 fdata[f, 6 + k] = _w(zs[k], persp)
 
     @ti.func
-    def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, f, vb, K, layer, H, W, near, persp, cull, second,
-                   peel: ti.template()):
-        """Face f (a row of ``faces``) in image b, vertices from row ``vb`` of ``sv``, visits its bbox
-        pixels (body of ``raster_faces`` / ``raster_faces_peel``).
+    def _face_pass(sv: arr, faces: iarr, key: karr, fid: iarr, b, row, f, vb, K, layer, H, W, near, persp, cull,
+                   second, peel: ti.template()):
+        """Face f (row ``row`` of ``faces``) in image b, vertices from row ``vb`` of ``sv``, visits its
+        bbox pixels (body of ``raster_faces`` / ``raster_faces_peel``).
 
         Pixel buffers are laid out ``(B, K, H, W)``; this pass writes layer ``layer``. With ``peel``
         a covered pixel p is a candidate only if its (depth, face) key is strictly greater than the
         previous layer's at ``p - H * W`` (and the face differs from the previous layer's).
         """
-        xs, ys, zs = _verts(sv, faces, vb, f)
+        xs, ys, zs = _verts(sv, faces, vb, row)
         keep, xmin, xmax, ymin, ymax = _setup(xs, ys, zs, near, persp, cull)
         if keep:
             w0, w1, w2 = _w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)
@@ -327,9 +328,28 @@ def build(real):
                             elif k == key[p] and f < fid[p] and ok:
                                 ti.atomic_min(fid[p], f)
 
+    @ti.func
+    def _visit(tab: iarr, order: iarr, e, ordered):
+        """``(b, row, f)``: image, row of the faces array and face id of the e-th face the face schedule
+        visits. Entry e's face is row ``f`` of the faces array, or with ``ordered`` row f of the faces
+        in ``order`` (a permutation, taichirast/_face_order.py), which is face ``order[f]``."""
+        b, f = entry_face(tab, e)
+        row = f
+        if ordered:
+            f = order[row]
+        return b, row, f
+
     @kernel
-    def raster_faces(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32, H: ti.i32,
-                     W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32):
+    def faces_in_order(faces: iarr, order: iarr, rows: iarr):
+        """rows (F, 3) = faces[order]: the faces in the order ``raster_faces`` visits them."""
+        for i in range(order.shape[0]):
+            g = order[i]
+            for k in ti.static(range(3)):
+                rows[i, k] = faces[g, k]
+
+    @kernel
+    def raster_faces(sv: arr, faces: iarr, tab: iarr, order: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32,
+                     H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32, second: ti.i32, ordered: ti.i32):
         """Face schedule (CPU): one thread per face visits the pixels of its own bbox; no binning.
 
         Depth test with ``atomic_min`` on a per-pixel key (N,), so the result is independent of the
@@ -337,16 +357,18 @@ def build(real):
         64 bits): pass 0 ``key = ordered(depth)``, pass 1 (``second``) ``fid = min face`` among
         the faces whose depth equals the key (same kernel, so the same rounding in both passes).
         One thread per face entry (E of them) of the images of ``tab``, vertices from row ``b * Vs`` of
-        ``sv`` (module docstring, "Batches").
+        ``sv`` (module docstring, "Batches"); with ``ordered`` (a shared topology), ``faces`` holds
+        the faces in ``order`` (F,) (row i is face order[i]), the order in which each image's faces
+        are visited, which the result does not depend on.
         """
         for e in range(E):
-            b, f = entry_face(tab, e)
-            _face_pass(sv, faces, key, fid, b, f, b * Vs, 1, 0, H, W, near, persp, cull, second, False)
+            b, row, f = _visit(tab, order, e, ordered)
+            _face_pass(sv, faces, key, fid, b, row, f, b * Vs, 1, 0, H, W, near, persp, cull, second, False)
 
     @kernel
-    def raster_faces_peel(sv: arr, faces: iarr, tab: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32,
+    def raster_faces_peel(sv: arr, faces: iarr, tab: iarr, order: iarr, key: karr, fid: iarr, E: ti.i32, Vs: ti.i32,
                           K: ti.i32, layer: ti.i32, H: ti.i32, W: ti.i32, near: real, persp: ti.i32, cull: ti.i32,
-                          second: ti.i32):
+                          second: ti.i32, ordered: ti.i32):
         """Face schedule, depth peeling: layer ``layer >= 1`` of key / fid buffers laid out ``(B, K, H, W)``.
 
         Layer ``layer`` keeps, per pixel, the smallest (depth, face id) key strictly greater than
@@ -354,8 +376,8 @@ def build(real):
         into layer 0, starts the peel). A pixel with no face in the previous layer gets none.
         """
         for e in range(E):
-            b, f = entry_face(tab, e)
-            _face_pass(sv, faces, key, fid, b, f, b * Vs, K, layer, H, W, near, persp, cull, second, True)
+            b, row, f = _visit(tab, order, e, ordered)
+            _face_pass(sv, faces, key, fid, b, row, f, b * Vs, K, layer, H, W, near, persp, cull, second, True)
 
     @ti.func
     def _write_bary(sv: arr, faces: iarr, vb, p, px, py, f, out_bary: arr, out_depth: arr, near, persp):
@@ -575,6 +597,7 @@ def build(real):
                         ax[k] -= gE[i] * (ys[j] - cy)
                         ay[j] -= gE[i] * (xs[k] - cx)
 
-    return {"setup": setup, "raster_faces": raster_faces, "resolve": resolve, "raster_pixels": raster_pixels,
+    return {"setup": setup, "raster_faces": raster_faces, "faces_in_order": faces_in_order, "resolve": resolve,
+            "raster_pixels": raster_pixels,
             "bary": bary, "backward": backward, "raster_faces_peel": raster_faces_peel,
             "raster_pixels_peel": raster_pixels_peel}

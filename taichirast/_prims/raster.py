@@ -28,6 +28,7 @@ from .. import _array as A
 from .. import _validate as V
 from .. import packed as P
 from .._binning import bin_faces
+from .._face_order import visit_order
 from .._primitive import Prepared, Primitive
 from ..runtime import ensure_init
 
@@ -136,15 +137,12 @@ def forward(inputs, params):
     svf = sv.reshape(sv.shape[0] * Vn, 3)
     if _schedule() == "face":
         key = A.full(sv, (N,), raster.KEY_EMPTY, "int64")
-        if real == "float32":
-            fid = A.empty(sv, (1,), "int32")  # unused: the face id is in the key's low bits
-            if E > 0:
-                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 0)
-        else:
-            fid = A.full(sv, (N,), raster.FID_EMPTY, "int32")
-            if E > 0:
-                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 0)
-                k["raster_faces"](svf, faces, tab, key, fid, E, Vs, H, W, near, persp, cull, 1)
+        rows, order, ordered = visit_order(k, sv, faces, B, E)
+        f64 = real == "float64"
+        # f32: the face id is in the key's low bits (fid unused); f64: a second pass finds it
+        fid = A.full(sv, (N,), raster.FID_EMPTY, "int32") if f64 else A.empty(sv, (1,), "int32")
+        for second in ((0, 1) if f64 else (0,)) if E > 0 else ():
+            k["raster_faces"](svf, rows, tab, order, key, fid, E, Vs, H, W, near, persp, cull, second, ordered)
         k["resolve"](svf, faces, key, fid, face_id, bary, depth, B, Vs, H, W, near, persp)
     else:
         bbox = A.empty(sv, (E, 4))

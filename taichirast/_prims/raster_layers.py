@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _array as A
 from .._binning import bin_faces
+from .._face_order import visit_order
 from .._primitive import Prepared, Primitive
 from ..fragments import Fragments
 from ..runtime import ensure_init
@@ -132,20 +133,21 @@ def forward(inputs, params):
         key = A.full(sv, (NK,), raster.KEY_EMPTY, "int64")
         f64 = real == "float64"
         fid = A.full(sv, (NK,) if f64 else (1,), raster.FID_EMPTY, "int32")
+        rows, order, ordered = visit_order(k, sv, faces, B, E)
         if E > 0:
             # layer 0: rasterize's own kernel (so it matches rasterize bit for bit), then peel
             key0 = key if K == 1 else A.full(sv, (N,), raster.KEY_EMPTY, "int64")
             fid0 = fid if (K == 1 or not f64) else A.full(sv, (N,), raster.FID_EMPTY, "int32")
             for second in ((0, 1) if f64 else (0,)):
-                k["raster_faces"](svf, faces, tab, key0, fid0, E, Vs, H, W, near, persp, cull, second)
+                k["raster_faces"](svf, rows, tab, order, key0, fid0, E, Vs, H, W, near, persp, cull, second, ordered)
             if K > 1:
                 _layer0(key, key0, B, K, HW)
                 if f64:
                     _layer0(fid, fid0, B, K, HW)
             for layer in range(1, K):
                 for second in ((0, 1) if f64 else (0,)):
-                    k["raster_faces_peel"](svf, faces, tab, key, fid, E, Vs, K, layer, H, W, near, persp, cull,
-                                           second)
+                    k["raster_faces_peel"](svf, rows, tab, order, key, fid, E, Vs, K, layer, H, W, near, persp,
+                                           cull, second, ordered)
         k["resolve"](svr, faces, key, fid, face_id, bary, depth, B * K, Vs, H, W, near, persp)
     else:
         bbox = A.empty(sv, (E, 4))
