@@ -50,11 +50,7 @@ import types
 import taichi as ti
 
 from . import kernel
-from .common import entry_face
-
-# Loop iterations between two chunks of ``fill_chunks`` (>= the largest task Taichi 1.7's CPU backend
-# makes of consecutive iterations, 1024), so each chunk is a task of its own.
-CHUNK_STRIDE = 1024
+from .common import CHUNK_STRIDE, entry_face
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,13 @@
 """Small geometric ``ti.func`` helpers shared by the rasterizers (float type follows the inputs)."""
 import taichi as ti
 
+# Loop iterations between two CPU workers of a kernel (>= the largest task Taichi 1.7's CPU backend
+# makes of consecutive iterations of a parallel loop, 1024, whatever ``loop_config(block_dim=...)``
+# says; measured: a 2-iteration loop of two equal halves took the time of both). A kernel that
+# wants P workers, one per thread, loops over ``P * CHUNK_STRIDE`` iterations and works only in
+# those with ``it % CHUNK_STRIDE == 0`` (worker ``it // CHUNK_STRIDE``): each is a task of its own.
+CHUNK_STRIDE = 1024
+
 
 @ti.func
 def edge_function(ax, ay, bx, by, px, py):
@@ -45,3 +52,25 @@ def entry_face(tab: ti.template(), e):
         else:
             hi = mid - 1
     return lo, tab[lo, 0] + e - tab[lo, 2]
+
+
+
+# Image rows in a block of the CPU workers' row schedule (``worker_block``).
+WORKER_ROWS = 8
+
+
+@ti.func
+def worker_block(wk, j, NW, n_rows):
+    """Rows ``r0 .. r1 - 1`` of the j-th block of worker ``wk`` of NW over ``n_rows`` image rows:
+    blocks of WORKER_ROWS rows dealt in turn (block k to worker k % NW), a fixed schedule, so sums
+    made along it are the same in every run, and interleaved, so each worker gets rows of every
+    part of the image. Worker wk has ``worker_blocks(wk, NW, n_rows)`` blocks."""
+    r0 = (wk + j * NW) * WORKER_ROWS
+    return r0, ti.min(r0 + WORKER_ROWS, n_rows)
+
+
+@ti.func
+def worker_blocks(wk, NW, n_rows):
+    """How many blocks of ``worker_block``'s schedule worker ``wk`` of NW gets."""
+    nb = (n_rows + WORKER_ROWS - 1) // WORKER_ROWS
+    return (nb - wk + NW - 1) // NW

@@ -6,8 +6,10 @@ get 0. ``faces`` is any index table with one row per face id (vertex indices, UV
 
 Backward (given ``g = dL/d out``):
     dL/d bary[b, y, x, i]        = sum_c g[b, y, x, c] * attrs[ba, faces[f, i], c]
-    dL/d attrs[ba, faces[f, i], c] += bary[b, y, x, i] * g[b, y, x, c]    (atomic scatter, summed in
-                                                                         registers along runs of one face)
+    dL/d attrs[ba, faces[f, i], c] += bary[b, y, x, i] * g[b, y, x, c]    (scatter, summed in registers
+                                                                         along runs of one face)
+The scatter adds into per-worker copies with plain adds on the CPU, by atomics on GPUs
+(taichirast/_scatter.py).
 
 Buffers are passed flattened (cheaper indexing, see kernels/raster.py): pixels ``p`` in
 ``[0, N = B * H * W)`` with ``face_id (N,)``, ``bary (N, 3)``, ``out / g_out (N, C)``;
@@ -18,9 +20,10 @@ import functools
 import taichi as ti
 
 from . import kernel
+from .common import CHUNK_STRIDE, worker_block, worker_blocks
 from .raster import ROW_SEGMENTS, row_segment
 
-# Channels per register block in the backward (atomics are issued per run of equal face ids).
+# Channels per register block in the backward (its adds are issued per run of equal face ids).
 CHANNEL_BLOCK = 4
 
 
@@ -53,65 +56,94 @@ def build(real):
                     out[p, c] = real(0.0)
 
     @ti.func
-    def _scatter(g_attrs: arr, i0, i1, i2, c0, C, acc):
+    def _scatter(dst: arr, i0, i1, i2, c0, C, acc, atomic: ti.template()):
         for c in ti.static(range(CHANNEL_BLOCK)):
             if c0 + c < C:
-                ti.atomic_add(g_attrs[i0, c0 + c], acc[0, c])
-                ti.atomic_add(g_attrs[i1, c0 + c], acc[1, c])
-                ti.atomic_add(g_attrs[i2, c0 + c], acc[2, c])
+                if ti.static(atomic):
+                    ti.atomic_add(dst[i0, c0 + c], acc[0, c])
+                    ti.atomic_add(dst[i1, c0 + c], acc[1, c])
+                    ti.atomic_add(dst[i2, c0 + c], acc[2, c])
+                else:  # written out: Taichi makes ``+=`` on an array an atomic add
+                    dst[i0, c0 + c] = dst[i0, c0 + c] + acc[0, c]
+                    dst[i1, c0 + c] = dst[i1, c0 + c] + acc[1, c]
+                    dst[i2, c0 + c] = dst[i2, c0 + c] + acc[2, c]
+
+    @ti.func
+    def _backward_pixels(attrs: arr, faces: iarr, face_id: iarr, bary: arr, g_out: arr, dst: arr, g_bary: arr, row,
+                         x0, x1, W, base, off, need_attrs: ti.template(), need_bary: ti.template(),
+                         atomic: ti.template()):
+        """Pixels x0 .. x1 - 1 of row ``row`` (over the batch), attributes from row ``base`` of
+        ``attrs``: adds into rows ``off + base + faces[f, i]`` of ``dst`` and writes their g_bary.
+        Channels in register blocks of CHANNEL_BLOCK; consecutive pixels of one face add their
+        ``bary_i * g`` into registers, added to ``dst`` only when the face changes."""
+        C = g_out.shape[1]
+        n_blocks = (C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        for blk in range(n_blocks):
+            c0 = blk * CHANNEL_BLOCK
+            cur = -1
+            i0, i1, i2 = 0, 0, 0
+            acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
+            for px in range(x0, x1 + 1):  # one step past the end flushes the last run
+                p = row * W + px
+                f = -1
+                if px < x1:
+                    f = face_id[p]
+                if f != cur:
+                    if ti.static(need_attrs):
+                        if cur >= 0:
+                            _scatter(dst, off + i0, off + i1, off + i2, c0, C, acc, atomic)
+                        acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
+                    cur = f
+                    if f >= 0:
+                        i0, i1, i2 = base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
+                gb = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                if f >= 0:
+                    bb = ti.Vector([bary[p, 0], bary[p, 1], bary[p, 2]], real)
+                    for c in ti.static(range(CHANNEL_BLOCK)):
+                        if c0 + c < C:
+                            g = g_out[p, c0 + c]
+                            if ti.static(need_attrs):
+                                for k in ti.static(range(3)):
+                                    acc[k, c] += bb[k] * g
+                            if ti.static(need_bary):
+                                gb += g * ti.Vector([attrs[i0, c0 + c], attrs[i1, c0 + c], attrs[i2, c0 + c]], real)
+                if ti.static(need_bary):
+                    if px < x1:
+                        for k in ti.static(range(3)):
+                            if blk == 0:
+                                g_bary[p, k] = gb[k]
+                            else:  # the pixel's own entry: a plain add (``+=`` would be atomic)
+                                g_bary[p, k] = g_bary[p, k] + gb[k]
 
     @kernel
-    def backward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, g_out: arr, g_attrs: arr, g_bary: arr,
-                 H: ti.i32, W: ti.i32, V: ti.i32, shared: ti.i32, need_attrs: ti.template(),
-                 need_bary: ti.template()):
-        """g_attrs (like attrs, zero-initialised) += scatter; g_bary (N, 3) written for every pixel.
+    def backward(attrs: arr, faces: iarr, face_id: iarr, bary: arr, g_out: arr, dst: arr, g_bary: arr, H: ti.i32,
+                 W: ti.i32, V: ti.i32, shared: ti.i32, NW: ti.i32, need_attrs: ti.template(), need_bary: ti.template(),
+                 private: ti.template()):
+        """g_attrs += scatter into ``dst``; g_bary (N, 3) written for every pixel.
 
-        Row segments in parallel (see kernels/raster.py, ROW_SEGMENTS); channels in register blocks
-        of CHANNEL_BLOCK. Along a segment, consecutive pixels of one face add their
-        ``bary_i * g`` into registers, scattered (atomics) only when the face changes.
+        ``private`` (CPU): NW workers, one per thread, each taking blocks of whole image rows
+        (common.worker_block) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
+        * R - 1`` of ``dst (NW * R, C)``, R = rows of attrs (the host sums the copies:
+        taichirast/_scatter.py). Otherwise (GPUs) ``dst (R, C)`` (zero-initialised) += by atomics,
+        row segments in parallel (see kernels/raster.py, ROW_SEGMENTS).
         """
-        C = g_out.shape[1]
         B = face_id.shape[0] // (H * W)
-        n_blocks = (C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        for t in range(B * H * ROW_SEGMENTS):
-            row, b, _r, x0, x1 = row_segment(t, H, W)
-            base = 0 if shared else b * V
-            for blk in range(n_blocks):
-                c0 = blk * CHANNEL_BLOCK
-                cur = -1
-                i0, i1, i2 = 0, 0, 0
-                acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
-                for px in range(x0, x1 + 1):  # one step past the end flushes the last run
-                    p = row * W + px
-                    f = -1
-                    if px < x1:
-                        f = face_id[p]
-                    if f != cur:
-                        if ti.static(need_attrs):
-                            if cur >= 0:
-                                _scatter(g_attrs, i0, i1, i2, c0, C, acc)
-                            acc = ti.Matrix([[real(0.0)] * CHANNEL_BLOCK for _ in ti.static(range(3))], real)
-                        cur = f
-                        if f >= 0:
-                            i0, i1, i2 = base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
-                    gb = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    if f >= 0:
-                        bb = ti.Vector([bary[p, 0], bary[p, 1], bary[p, 2]], real)
-                        for c in ti.static(range(CHANNEL_BLOCK)):
-                            if c0 + c < C:
-                                g = g_out[p, c0 + c]
-                                if ti.static(need_attrs):
-                                    for k in ti.static(range(3)):
-                                        acc[k, c] += bb[k] * g
-                                if ti.static(need_bary):
-                                    gb += g * ti.Vector([attrs[i0, c0 + c], attrs[i1, c0 + c], attrs[i2, c0 + c]],
-                                                        real)
-                    if ti.static(need_bary):
-                        if px < x1:
-                            for k in ti.static(range(3)):
-                                if blk == 0:
-                                    g_bary[p, k] = gb[k]
-                                else:
-                                    g_bary[p, k] += gb[k]
+        if ti.static(private):
+            R = attrs.shape[0]
+            for it in range(NW * CHUNK_STRIDE):
+                if it % CHUNK_STRIDE == 0:
+                    wk = it // CHUNK_STRIDE
+                    for j in range(worker_blocks(wk, NW, B * H)):
+                        r0, r1 = worker_block(wk, j, NW, B * H)
+                        for row in range(r0, r1):
+                            base = 0 if shared else (row // H) * V
+                            _backward_pixels(attrs, faces, face_id, bary, g_out, dst, g_bary, row, 0, W, W, base,
+                                             wk * R, need_attrs, need_bary, False)
+        else:
+            for t in range(B * H * ROW_SEGMENTS):
+                row, b, _r, x0, x1 = row_segment(t, H, W)
+                base = 0 if shared else b * V
+                _backward_pixels(attrs, faces, face_id, bary, g_out, dst, g_bary, row, x0, x1, W, base, 0,
+                                 need_attrs, need_bary, True)
 
     return forward, backward

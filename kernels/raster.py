@@ -57,8 +57,8 @@ Pipeline (host side in taichirast/_prims/raster.py), two schedules with identica
 Either way the depth test keeps the nearest face, ties going to the smaller face id, and face id and
 depth are not differentiable. ``resolve`` / ``bary`` recompute barycentrics and depth of the kept
 face from ``sv`` with the very same ``_cover`` function (the differentiable part,
-nvdiffrast-style), and ``backward`` (one thread per pixel, hand-written) scatters ``+=`` into
-``grad_sv``. The bbox of a triangle crossing the near plane comes from clipping it against
+nvdiffrast-style), and ``backward`` (per pixel, hand-written) scatters ``+=`` into ``grad_sv``
+(per-worker copies with plain adds on the CPU, atomics on GPUs: taichirast/_scatter.py). The bbox of a triangle crossing the near plane comes from clipping it against
 ``z = near`` in homogeneous coordinates, so it stays tight.
 
 Depth peeling (K layers, taichirast/_prims/raster_layers.py): buffers laid out ``(B, K, H, W)``.
@@ -74,7 +74,7 @@ import functools
 import taichi as ti
 
 from . import kernel
-from .common import edge_function, entry_face
+from .common import CHUNK_STRIDE, edge_function, entry_face, worker_block, worker_blocks
 from .project import Z_TINY
 
 # Grows every face's bbox (pixels, plus a relative part) so that rounding in the bbox never
@@ -506,16 +506,100 @@ def build(real):
                 _write_bary(sv, faces, b * V, p, px, py, face_id[p], out_bary, out_depth, near, persp)
 
     @ti.func
-    def _scatter(grad_sv: arr, idx, gx, gy, gz):
+    def _scatter(dst: arr, idx, gx, gy, gz, atomic: ti.template()):
         for i in ti.static(range(3)):
-            ti.atomic_add(grad_sv[idx[i], 0], gx[i])
-            ti.atomic_add(grad_sv[idx[i], 1], gy[i])
-            ti.atomic_add(grad_sv[idx[i], 2], gz[i])
+            if ti.static(atomic):
+                ti.atomic_add(dst[idx[i], 0], gx[i])
+                ti.atomic_add(dst[idx[i], 1], gy[i])
+                ti.atomic_add(dst[idx[i], 2], gz[i])
+            else:  # written out: Taichi makes ``+=`` on an array an atomic add
+                dst[idx[i], 0] = dst[idx[i], 0] + gx[i]
+                dst[idx[i], 1] = dst[idx[i], 1] + gy[i]
+                dst[idx[i], 2] = dst[idx[i], 2] + gz[i]
+
+    @ti.func
+    def _backward_pixels(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, dst: arr, row, py, x0, x1,
+                         vb, off, W, persp, has_gb, has_gd, atomic: ti.template()):
+        """Pixels x0 .. x1 - 1 of row ``row`` (over the batch; ``py`` in its image), vertices from row
+        ``vb`` of ``sv``: adds their gradients into rows ``off + vb + faces[f, i]`` of ``dst``
+        (``backward``'s derivation). Consecutive pixels of one face sum their gradient in registers,
+        added (9 adds) only when the face changes."""
+        cy = real(py) + real(0.5)
+        cur = -1
+        idx = ti.Vector([0, 0, 0])
+        xs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        ys = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        zs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        w = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        ax = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        ay = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        az = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+        for px in range(x0, x1 + 1):
+            f = -1
+            p = row * W + px
+            if px < x1:
+                f = face_id[p]
+            if f != cur:
+                if cur >= 0:
+                    _scatter(dst, idx, ax, ay, az, atomic)
+                cur = f
+                ax = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                ay = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                az = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                if f >= 0:
+                    idx = ti.Vector([off + vb + faces[f, 0], off + vb + faces[f, 1], off + vb + faces[f, 2]])
+                    xs, ys, zs = _verts(sv, faces, vb, f)
+                    w = ti.Vector([_w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)], real)
+            if f >= 0:
+                cx = real(px) + real(0.5)
+                E = ti.Vector([edge_function(xs[1], ys[1], xs[2], ys[2], cx, cy),
+                               edge_function(xs[2], ys[2], xs[0], ys[0], cx, cy),
+                               edge_function(xs[0], ys[0], xs[1], ys[1], cx, cy)], real)
+                A = E[0] + E[1] + E[2]
+                gb = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                if has_gb:
+                    gb = ti.Vector([g_bary[p, 0], g_bary[p, 1], g_bary[p, 2]], real)
+                gd = real(0.0)
+                if has_gd:
+                    gd = g_depth[p]
+                gE = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
+                if persp:
+                    q = E * w
+                    Q = q[0] + q[1] + q[2]
+                    iQ = real(1.0) / Q
+                    bb = q * iQ
+                    s = gb.dot(bb)
+                    gq = (gb - s) * iQ - gd * A * iQ * iQ
+                    gE = gq * w + gd * iQ
+                    for i in ti.static(range(3)):
+                        if ti.abs(zs[i]) >= real(Z_TINY):
+                            az[i] += -gq[i] * E[i] * w[i] * w[i]
+                else:
+                    iA = real(1.0) / A
+                    bb = E * iA
+                    gbt = gb + gd * zs
+                    az += gd * bb
+                    s = gbt.dot(bb)
+                    gE = (gbt - s) * iA
+                for i in ti.static(range(3)):
+                    j = (i + 1) % 3
+                    k = (i + 2) % 3
+                    ax[j] += gE[i] * (ys[k] - cy)
+                    ay[k] += gE[i] * (xs[j] - cx)
+                    ax[k] -= gE[i] * (ys[j] - cy)
+                    ay[j] -= gE[i] * (xs[k] - cx)
 
     @kernel
-    def backward(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, grad_sv: arr, B: ti.i32, Vs: ti.i32,
-                 H: ti.i32, W: ti.i32, persp: ti.i32, has_gb: ti.i32, has_gd: ti.i32):
-        """grad_sv (B * V, 3) += d(bary, depth)/d sv^T (g_bary, g_depth), per pixel (row segments).
+    def backward(sv: arr, faces: iarr, face_id: iarr, g_bary: arr, g_depth: arr, dst: arr, B: ti.i32, Vs: ti.i32,
+                 H: ti.i32, W: ti.i32, persp: ti.i32, has_gb: ti.i32, has_gd: ti.i32, NW: ti.i32,
+                 private: ti.template()):
+        """Gradient w.r.t. sv (B * V, 3) of the barycentrics and depth, given (g_bary, g_depth), per pixel.
+
+        ``private`` (CPU): NW workers, one per thread, each taking blocks of whole image rows
+        (common.worker_block) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
+        * R - 1`` of ``dst (NW * R, 3)``, R = rows of sv (the host sums the copies:
+        taichirast/_scatter.py). Otherwise (GPUs) ``dst (R, 3)`` += by atomics, row segments in
+        parallel.
 
         Perspective (q_i = E_i w_i, w_i = 1/z_i, Q = sum q, A = sum E, b_i = q_i/Q, depth = A/Q):
             gq_j = (g_b_j - sum_i g_b_i b_i) / Q - g_depth A / Q^2
@@ -527,75 +611,22 @@ def build(real):
         Edge functions, (j, k) = (i + 1, i + 2) mod 3, E_i = (x_j - px)(y_k - py) - (x_k - px)(y_j - py):
             dE_i/dx_j = y_k - py,  dE_i/dy_k = x_j - px,  dE_i/dx_k = -(y_j - py),  dE_i/dy_j = -(x_k - px)
         """
-        for t in range(B * H * ROW_SEGMENTS):
-            row, b, py, x0, x1 = row_segment(t, H, W)
-            vb = b * Vs
-            cy = real(py) + real(0.5)
-            # Consecutive pixels of a segment often see the same face: keep its vertices and the
-            # summed gradient in registers and scatter (9 atomics) only when the face changes.
-            cur = -1
-            idx = ti.Vector([0, 0, 0])
-            xs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            ys = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            zs = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            w = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            ax = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            ay = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            az = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-            for px in range(x0, x1 + 1):
-                f = -1
-                p = row * W + px
-                if px < x1:
-                    f = face_id[p]
-                if f != cur:
-                    if cur >= 0:
-                        _scatter(grad_sv, idx, ax, ay, az)
-                    cur = f
-                    ax = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    ay = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    az = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    if f >= 0:
-                        idx = ti.Vector([vb + faces[f, 0], vb + faces[f, 1], vb + faces[f, 2]])
-                        xs, ys, zs = _verts(sv, faces, vb, f)
-                        w = ti.Vector([_w(zs[0], persp), _w(zs[1], persp), _w(zs[2], persp)], real)
-                if f >= 0:
-                    cx = real(px) + real(0.5)
-                    E = ti.Vector([edge_function(xs[1], ys[1], xs[2], ys[2], cx, cy),
-                                   edge_function(xs[2], ys[2], xs[0], ys[0], cx, cy),
-                                   edge_function(xs[0], ys[0], xs[1], ys[1], cx, cy)], real)
-                    A = E[0] + E[1] + E[2]
-                    gb = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    if has_gb:
-                        gb = ti.Vector([g_bary[p, 0], g_bary[p, 1], g_bary[p, 2]], real)
-                    gd = real(0.0)
-                    if has_gd:
-                        gd = g_depth[p]
-                    gE = ti.Vector([real(0.0), real(0.0), real(0.0)], real)
-                    if persp:
-                        q = E * w
-                        Q = q[0] + q[1] + q[2]
-                        iQ = real(1.0) / Q
-                        bb = q * iQ
-                        s = gb.dot(bb)
-                        gq = (gb - s) * iQ - gd * A * iQ * iQ
-                        gE = gq * w + gd * iQ
-                        for i in ti.static(range(3)):
-                            if ti.abs(zs[i]) >= real(Z_TINY):
-                                az[i] += -gq[i] * E[i] * w[i] * w[i]
-                    else:
-                        iA = real(1.0) / A
-                        bb = E * iA
-                        gbt = gb + gd * zs
-                        az += gd * bb
-                        s = gbt.dot(bb)
-                        gE = (gbt - s) * iA
-                    for i in ti.static(range(3)):
-                        j = (i + 1) % 3
-                        k = (i + 2) % 3
-                        ax[j] += gE[i] * (ys[k] - cy)
-                        ay[k] += gE[i] * (xs[j] - cx)
-                        ax[k] -= gE[i] * (ys[j] - cy)
-                        ay[j] -= gE[i] * (xs[k] - cx)
+        if ti.static(private):
+            R = sv.shape[0]
+            for it in range(NW * CHUNK_STRIDE):
+                if it % CHUNK_STRIDE == 0:
+                    wk = it // CHUNK_STRIDE
+                    for j in range(worker_blocks(wk, NW, B * H)):
+                        r0, r1 = worker_block(wk, j, NW, B * H)
+                        for row in range(r0, r1):
+                            b = row // H
+                            _backward_pixels(sv, faces, face_id, g_bary, g_depth, dst, row, row - b * H, 0, W,
+                                             b * Vs, wk * R, W, persp, has_gb, has_gd, False)
+        else:
+            for t in range(B * H * ROW_SEGMENTS):
+                row, b, py, x0, x1 = row_segment(t, H, W)
+                _backward_pixels(sv, faces, face_id, g_bary, g_depth, dst, row, py, x0, x1, b * Vs, 0, W, persp,
+                                 has_gb, has_gd, True)
 
     return {"setup": setup, "raster_faces": raster_faces, "faces_in_order": faces_in_order, "resolve": resolve,
             "raster_pixels": raster_pixels,

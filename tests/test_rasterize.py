@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import taichirast._prims.raster as raster_prim
+import taichirast._scatter as scatter_mod
 from taichirast._prims.interpolate import PRIM as INTERP
 from taichirast._prims.raster import PRIM as RAST
 from taichirast.fragments import Fragments
@@ -272,7 +273,9 @@ def test_gradcheck_bary_and_depth(persp):
 
 
 @pytest.mark.parametrize("persp", [True, False])
-def test_gradcheck_rasterize_interpolate_chain(persp):
+@pytest.mark.parametrize("scatter", ["private", "atomic"])  # taichirast/_scatter.py
+def test_gradcheck_rasterize_interpolate_chain(persp, scatter, monkeypatch):
+    monkeypatch.setattr(scatter_mod, "MODE", scatter)
     sv, faces = stable_scene(5, 12, 16, persp, B=2, V=10, F=6)
     x = torch.tensor(sv, requires_grad=True)
     ft = torch.from_numpy(faces)

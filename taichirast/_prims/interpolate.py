@@ -12,6 +12,7 @@ from .. import _array as A
 from .. import _validate as V
 from .. import packed as P
 from .._primitive import Prepared, Primitive
+from .._scatter import Target
 from ..runtime import ensure_init
 
 FN = "interpolate"
@@ -109,15 +110,15 @@ def backward(saved, params, grads, needs):
         return [None, None, None, None]
     _, bwd = interpolate.build(real_type(A.dtype_name(attrs)))
     (af, ff, bf), (N, HW, Vn, C, shared) = _flat(attrs, face_id, bary)
-    g_attrs = A.zeros(attrs, attrs.shape) if need_attrs else A.zeros(attrs, (1, 1, 1))
-    run = C > 0 and N > 0
-    g_bary = (A.empty if run else A.zeros)(attrs, bary.shape) if need_bary else A.zeros(attrs, (1, 3))
-    if run:
-        ga = g_attrs.reshape(attrs.shape[0] * Vn, C) if need_attrs else g_attrs.reshape(1, 1)
-        B, H, W = face_id.shape
-        bwd(af, faces, ff, bf, g.reshape(N, C), ga, g_bary.reshape(N, 3) if need_bary else g_bary.reshape(1, 3),
-            H, W, Vn, shared, int(need_attrs), int(need_bary))
-    return [g_attrs if need_attrs else None, None, None, g_bary if need_bary else None]
+    if C == 0 or N == 0:
+        return [A.zeros(attrs, attrs.shape) if need_attrs else None, None, None,
+                A.zeros(attrs, bary.shape) if need_bary else None]
+    g_bary = A.empty(attrs, bary.shape) if need_bary else A.zeros(attrs, (1, 3))
+    B, H, W = face_id.shape
+    t = Target(attrs, attrs.shape[0] * Vn if need_attrs else 1, C if need_attrs else 1, B * H)
+    bwd(af, faces, ff, bf, g.reshape(N, C), t.dst, g_bary.reshape(N, 3) if need_bary else g_bary.reshape(1, 3),
+        H, W, Vn, shared, t.workers, int(need_attrs), int(need_bary), t.private)
+    return [t.result.reshape(attrs.shape) if need_attrs else None, None, None, g_bary if need_bary else None]
 
 
 PRIM = Primitive(FN, interpolate, forward, backward, differentiable=("attrs", "fragments"))

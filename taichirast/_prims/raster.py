@@ -30,6 +30,7 @@ from .. import packed as P
 from .._binning import bin_faces
 from .._face_order import visit_order
 from .._primitive import Prepared, Primitive
+from .._scatter import Target
 from ..runtime import ensure_init
 
 FN = "rasterize"
@@ -164,14 +165,14 @@ def screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, H, W, persp):
     k = raster.build(real_type(A.dtype_name(sv)))
     Bi, Vn = face_id.shape[0], sv.shape[1]
     N = Bi * H * W
-    grad_sv = A.zeros(sv, sv.shape)
-    if faces.shape[0] > 0 and Vn > 0 and N > 0:
-        gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
-        gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
-        k["backward"](sv.reshape(sv.shape[0] * Vn, 3), faces, face_id.reshape(N), gb, gd,
-                      grad_sv.reshape(sv.shape[0] * Vn, 3), Bi, vertex_stride(sv), H, W, int(persp),
-                      int(g_bary is not None), int(g_depth is not None))
-    return grad_sv
+    if faces.shape[0] == 0 or Vn == 0 or N == 0:
+        return A.zeros(sv, sv.shape)
+    gb = A.zeros(sv, (1, 3)) if g_bary is None else g_bary.reshape(N, 3)
+    gd = A.zeros(sv, (1,)) if g_depth is None else g_depth.reshape(N)
+    t = Target(sv, sv.shape[0] * Vn, 3, Bi * H)
+    k["backward"](sv.reshape(sv.shape[0] * Vn, 3), faces, face_id.reshape(N), gb, gd, t.dst, Bi, vertex_stride(sv),
+                  H, W, int(persp), int(g_bary is not None), int(g_depth is not None), t.workers, t.private)
+    return t.result.reshape(sv.shape)
 
 
 def backward(saved, params, grads, needs):
