@@ -1,4 +1,5 @@
-"""Small geometric ``ti.func`` helpers shared by the rasterizers (float type follows the inputs)."""
+"""Small ``ti.func`` helpers shared by the rasterizers (float type follows the inputs): geometry, face
+entries, and the CPU workers' schedule."""
 import taichi as ti
 
 # Loop iterations between two CPU workers of a kernel (>= the largest task Taichi 1.7's CPU backend
@@ -52,7 +53,6 @@ def entry_face(tab: ti.template(), e):
         else:
             hi = mid - 1
     return lo, tab[lo, 0] + e - tab[lo, 2]
-
 
 
 # Image rows in a block of the CPU workers' row schedule (``worker_block``).

@@ -58,8 +58,9 @@ Either way the depth test keeps the nearest face, ties going to the smaller face
 depth are not differentiable. ``resolve`` / ``bary`` recompute barycentrics and depth of the kept
 face from ``sv`` with the very same ``_cover`` function (the differentiable part,
 nvdiffrast-style), and ``backward`` (per pixel, hand-written) scatters ``+=`` into ``grad_sv``
-(per-worker copies with plain adds on the CPU, atomics on GPUs: taichirast/_scatter.py). The bbox of a triangle crossing the near plane comes from clipping it against
-``z = near`` in homogeneous coordinates, so it stays tight.
+(per-worker copies with plain adds on the CPU, atomics on GPUs: taichirast/_scatter.py). The
+bbox of a triangle crossing the near plane comes from clipping it against ``z = near`` in
+homogeneous coordinates, so it stays tight.
 
 Depth peeling (K layers, taichirast/_prims/raster_layers.py): buffers laid out ``(B, K, H, W)``.
 Layer 0 is the plain depth test above; layer k >= 1 keeps, per pixel, the nearest fragment whose
