@@ -55,22 +55,24 @@ def entry_face(tab: ti.template(), e):
     return lo, tab[lo, 0] + e - tab[lo, 2]
 
 
-# Image rows in a block of the CPU workers' row schedule (``worker_block``).
+# Image rows in a block of the CPU workers' row schedule (``worker_row``).
 WORKER_ROWS = 8
 
 
 @ti.func
-def worker_block(wk, j, NW, n_rows):
-    """Rows ``r0 .. r1 - 1`` of the j-th block of worker ``wk`` of NW over ``n_rows`` image rows:
-    blocks of WORKER_ROWS rows dealt in turn (block k to worker k % NW), a fixed schedule, so sums
-    made along it are the same in every run, and interleaved, so each worker gets rows of every
-    part of the image. Worker wk has ``worker_blocks(wk, NW, n_rows)`` blocks."""
-    r0 = (wk + j * NW) * WORKER_ROWS
-    return r0, ti.min(r0 + WORKER_ROWS, n_rows)
+def worker_rows(it, NW, n_rows):
+    """How many of ``n_rows`` image rows the CPU worker of loop iteration ``it`` gets (a worker
+    ``it // CHUNK_STRIDE`` of NW when ``it % CHUNK_STRIDE == 0``; see ``worker_row``)."""
+    wk = it // CHUNK_STRIDE
+    nb = (n_rows + WORKER_ROWS - 1) // WORKER_ROWS
+    mine = (nb - wk + NW - 1) // NW  # blocks wk, wk + NW, ...
+    last = wk + (mine - 1) * NW  # its last block, which may be short
+    return ti.select(mine > 0, (mine - 1) * WORKER_ROWS + ti.min(WORKER_ROWS, n_rows - last * WORKER_ROWS), 0)
 
 
 @ti.func
-def worker_blocks(wk, NW, n_rows):
-    """How many blocks of ``worker_block``'s schedule worker ``wk`` of NW gets."""
-    nb = (n_rows + WORKER_ROWS - 1) // WORKER_ROWS
-    return (nb - wk + NW - 1) // NW
+def worker_row(it, j, NW):
+    """The j-th image row of the CPU worker of loop iteration ``it``: blocks of WORKER_ROWS rows dealt
+    in turn (block k to worker k % NW), a fixed schedule, so sums made along it are the same in
+    every run, and interleaved, so each worker gets rows of every part of the image."""
+    return ((it // CHUNK_STRIDE) + (j // WORKER_ROWS) * NW) * WORKER_ROWS + j % WORKER_ROWS

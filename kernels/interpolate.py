@@ -20,7 +20,7 @@ import functools
 import taichi as ti
 
 from . import kernel
-from .common import CHUNK_STRIDE, worker_block, worker_blocks
+from .common import CHUNK_STRIDE, worker_row, worker_rows
 from .raster import ROW_SEGMENTS, row_segment
 
 # Channels per register block in the backward (its adds are issued per run of equal face ids).
@@ -122,7 +122,7 @@ def build(real):
         """g_attrs += scatter into ``dst``; g_bary (N, 3) written for every pixel.
 
         ``private`` (CPU): NW workers, one per thread, each taking blocks of whole image rows
-        (common.worker_block) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
+        (common.worker_row) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
         * R - 1`` of ``dst (NW * R, C)``, R = rows of attrs (the host sums the copies:
         taichirast/_scatter.py). Otherwise (GPUs) ``dst (R, C)`` (zero-initialised) += by atomics,
         row segments in parallel (see kernels/raster.py, ROW_SEGMENTS).
@@ -131,14 +131,12 @@ def build(real):
         if ti.static(private):
             R = attrs.shape[0]
             for it in range(NW * CHUNK_STRIDE):
-                if it % CHUNK_STRIDE == 0:
-                    wk = it // CHUNK_STRIDE
-                    for j in range(worker_blocks(wk, NW, B * H)):
-                        r0, r1 = worker_block(wk, j, NW, B * H)
-                        for row in range(r0, r1):
-                            base = 0 if shared else (row // H) * V
-                            _backward_pixels(attrs, faces, face_id, bary, g_out, dst, g_bary, row, 0, W, W, base,
-                                             wk * R, need_attrs, need_bary, False)
+                if it % CHUNK_STRIDE == 0:  # worker it // CHUNK_STRIDE
+                    for j in range(worker_rows(it, NW, B * H)):
+                        row = worker_row(it, j, NW)
+                        _backward_pixels(attrs, faces, face_id, bary, g_out, dst, g_bary, row, 0, W, W,
+                                         0 if shared else (row // H) * V, it // CHUNK_STRIDE * R, need_attrs,
+                                         need_bary, False)
         else:
             for t in range(B * H * ROW_SEGMENTS):
                 row, b, _r, x0, x1 = row_segment(t, H, W)

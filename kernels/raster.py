@@ -75,7 +75,7 @@ import functools
 import taichi as ti
 
 from . import kernel
-from .common import CHUNK_STRIDE, edge_function, entry_face, worker_block, worker_blocks
+from .common import CHUNK_STRIDE, edge_function, entry_face, worker_row, worker_rows
 from .project import Z_TINY
 
 # Grows every face's bbox (pixels, plus a relative part) so that rounding in the bbox never
@@ -597,7 +597,7 @@ def build(real):
         """Gradient w.r.t. sv (B * V, 3) of the barycentrics and depth, given (g_bary, g_depth), per pixel.
 
         ``private`` (CPU): NW workers, one per thread, each taking blocks of whole image rows
-        (common.worker_block) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
+        (common.worker_row) and adding with plain adds into its own copy, rows ``w * R .. (w + 1)
         * R - 1`` of ``dst (NW * R, 3)``, R = rows of sv (the host sums the copies:
         taichirast/_scatter.py). Otherwise (GPUs) ``dst (R, 3)`` += by atomics, row segments in
         parallel.
@@ -615,14 +615,12 @@ def build(real):
         if ti.static(private):
             R = sv.shape[0]
             for it in range(NW * CHUNK_STRIDE):
-                if it % CHUNK_STRIDE == 0:
-                    wk = it // CHUNK_STRIDE
-                    for j in range(worker_blocks(wk, NW, B * H)):
-                        r0, r1 = worker_block(wk, j, NW, B * H)
-                        for row in range(r0, r1):
-                            b = row // H
-                            _backward_pixels(sv, faces, face_id, g_bary, g_depth, dst, row, row - b * H, 0, W,
-                                             b * Vs, wk * R, W, persp, has_gb, has_gd, False)
+                if it % CHUNK_STRIDE == 0:  # worker it // CHUNK_STRIDE
+                    for j in range(worker_rows(it, NW, B * H)):
+                        row = worker_row(it, j, NW)
+                        b = row // H
+                        _backward_pixels(sv, faces, face_id, g_bary, g_depth, dst, row, row - b * H, 0, W, b * Vs,
+                                         it // CHUNK_STRIDE * R, W, persp, has_gb, has_gd, False)
         else:
             for t in range(B * H * ROW_SEGMENTS):
                 row, b, py, x0, x1 = row_segment(t, H, W)

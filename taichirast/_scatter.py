@@ -6,7 +6,7 @@ vertices (or attribute rows) when the face changes: for the bunny at 512², ~60,
 On GPUs they use atomics. On the CPU an atomic float add is a ``lock cmpxchg`` loop: single-threaded,
 the interpolation backward's scatter took 3.4 ms with atomics and 1.5 ms with plain adds (bunny
 512²). So there each worker (one per Taichi CPU thread, kernels/common.py ``CHUNK_STRIDE``) takes
-a fixed, interleaved set of row blocks (``common.worker_block``) and adds with plain adds into a
+a fixed, interleaved set of row blocks (``common.worker_row``) and adds with plain adds into a
 private copy of the output, and a last kernel sums the copies in worker order: the gradients are
 then the same in every run (with atomics the order of the adds followed thread timing).
 
