@@ -9,9 +9,9 @@ that kernel 0.77x (bunny 512², measured interleaved).
 
 The result does not depend on the order (the keys pack depth and face id, and atomic-min is
 order-free), so an order only has to be a permutation of the faces, and need not be exact: it is
-computed once per topology, from the screen vertices of the first image of the call that first
-meets it (x, y and depth, each axis scaled to the range of its central 98%), and reused while the
-faces look the same: their count and a sample of their indices. A camera or mesh that moves keeps
+computed once per topology, from the screen vertices of the first image of the second call in a
+row that draws it (x, y and depth, each axis scaled to the range of its central 98%), and reused
+while the faces look the same: their count and a sample of their indices. A camera or mesh that moves keeps
 faces that are near in 3-D near on screen, and faces that merely look the same get a valid,
 perhaps less coherent, order.
 """
@@ -31,11 +31,15 @@ CACHE_SIZE = 8
 SAMPLES = 64
 
 _cache: OrderedDict = OrderedDict()
+_last = [None]  # the fingerprint of the last call that found no order
 
 
 def face_order(sv, faces):
-    """``(F,)`` int32 permutation of the faces (same library and device as ``faces``), or None for
-    small meshes. ``sv (B, V, 3)`` screen vertices, ``faces (F, 3)`` int32 (checked)."""
+    """``(F,)`` int32 permutation of the faces (same library and device as ``faces``), or None: for
+    small meshes, and on a topology's first call unless the call before had it too (so the sort,
+    13 ms for the bunny, is paid by loops that draw one mesh again and again, not by a pass over a
+    dataset of meshes drawn once each). ``sv (B, V, 3)`` screen vertices, ``faces (F, 3)`` int32
+    (checked)."""
     F = faces.shape[0]
     if F < MIN_FACES:
         return None
@@ -45,6 +49,9 @@ def face_order(sv, faces):
     if hit is not None:
         _cache.move_to_end(fp)
         return hit
+    seen, _last[0] = _last[0] == fp, fp
+    if not seen:  # a topology's first call in a row: a loop over many meshes pays no sort
+        return None
     order = A.as_like(morton_order(A.to_numpy(sv[0]), A.to_numpy(faces)), faces, "int32")
     _cache[fp] = order
     while len(_cache) > CACHE_SIZE:

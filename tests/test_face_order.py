@@ -14,6 +14,13 @@ from taichirast._prims.raster_layers import PRIM as LAYERS
 def _face_schedule_fresh_cache(monkeypatch):
     monkeypatch.setattr(raster_prim, "SCHEDULE", "face")
     monkeypatch.setattr(FO, "_cache", type(FO._cache)())
+    monkeypatch.setattr(FO, "_last", [None])
+
+
+def _order(sv, faces):
+    """The order of a topology drawn twice in a row (the first call gets none)."""
+    FO.face_order(sv, faces)
+    return FO.face_order(sv, faces)
 
 
 def _scene(B=2, H=48, W=40, dtype=np.float64, seed=0):
@@ -44,8 +51,9 @@ def _without_order(monkeypatch, fn):
 def test_order_changes_no_result_bitwise(monkeypatch, dtype, cull):
     sv, faces = _scene(dtype=dtype)
     assert faces.shape[0] >= FO.MIN_FACES
+    RAST.numpy_call(sv, faces, (48, 40), cull_backfaces=cull)
     ordered = RAST.numpy_call(sv, faces, (48, 40), cull_backfaces=cull)
-    assert len(FO._cache) == 1  # the order was used
+    assert len(FO._cache) == 1  # the second call in a row used the order
     plain = _without_order(monkeypatch, lambda: RAST.numpy_call(sv, faces, (48, 40), cull_backfaces=cull))
     assert (ordered[0] >= 0).sum() > 1000
     for a, b in zip(ordered, plain):
@@ -60,20 +68,30 @@ def test_order_changes_no_result_bitwise(monkeypatch, dtype, cull):
 
 def test_order_is_cached_per_topology_and_bounded():
     sv, faces = _scene(B=1)
+    assert FO.face_order(sv, faces) is None  # a topology's first call: no sort
     o1 = FO.face_order(sv, faces)
     assert np.array_equal(np.sort(o1), np.arange(faces.shape[0]))
     assert FO.face_order(sv * 1.5, faces.copy()) is o1  # same topology (a copy), other vertices: cached
     other = faces[::-1].copy()
-    assert FO.face_order(sv, other) is not o1 and len(FO._cache) == 2
+    assert _order(sv, other) is not o1 and len(FO._cache) == 2
     for k in range(FO.CACHE_SIZE + 2):  # more topologies than the cache keeps: the oldest go
-        FO.face_order(sv, np.roll(faces, k + 1, axis=0))
+        _order(sv, np.roll(faces, k + 1, axis=0))
     assert len(FO._cache) == FO.CACHE_SIZE
-    assert FO.face_order(sv[:, :10], faces[:100]) is None  # small meshes get no order
+    assert _order(sv[:, :10], faces[:100]) is None  # small meshes get no order
+
+
+def test_meshes_drawn_in_turn_are_not_sorted():
+    sv, faces = _scene(B=1)
+    meshes_ = [np.roll(faces, k, axis=0) for k in range(3)]
+    for _ in range(2):  # a pass over a dataset, twice
+        for f in meshes_:
+            assert FO.face_order(sv, f) is None
+    assert len(FO._cache) == 0
 
 
 def test_a_topology_mistaken_for_another_still_rasterizes_right(monkeypatch):
     sv, faces = _scene(B=1)
-    FO.face_order(sv, faces)
+    _order(sv, faces)
     # same count and the same sampled rows, other faces elsewhere: the fingerprint matches
     rows = np.linspace(0, faces.shape[0] - 1, FO.SAMPLES).astype(np.int64)
     keep = np.zeros(faces.shape[0], bool)
