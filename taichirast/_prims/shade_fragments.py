@@ -179,8 +179,10 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
     return Prepared(inputs=inputs, sources=sources, params=params)
 
 
-# Pixels per backward thread along an image row: None = the whole row on CPU backends (one thread
-# per row keeps the per-mesh gradient sums in registers), 16 on GPUs (enough threads to fill them).
+# Pixels per backward thread along an image row: None = 64 on CPU backends, 16 on GPUs (enough
+# threads to fill them). Not whole rows on the CPU: Taichi 1.7's CPU backend runs at least 512
+# consecutive iterations of a parallel loop as one task (kernels/common.py CHUNK_STRIDE), so a
+# 512-row image's rows all ran on one thread (bunny 512² lit: the backward kernel 18 ms on 1 or 2).
 SEGMENT = None
 
 
@@ -188,7 +190,7 @@ def _segment(W):
     from ..runtime import arch, requested_arch
 
     running = arch() or requested_arch()   # the arch Taichi actually runs on (it may have fallen back to CPU)
-    S = SEGMENT if SEGMENT is not None else (W if running in ("cpu", "x64", "arm64") else 16)
+    S = SEGMENT if SEGMENT is not None else (64 if running in ("cpu", "x64", "arm64") else 16)
     S = max(1, min(int(S), max(W, 1)))
     return S, -(-max(W, 1) // S)
 
