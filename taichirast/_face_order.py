@@ -5,15 +5,15 @@ depth test by atomic-min on a per-pixel key) reads and writes the keys of each f
 a mesh's own face order, consecutive faces are often far apart on screen (the bunny: 36% of
 consecutive centroids more than 16 px apart at 512², as slow as a random order), so most key and
 vertex reads miss the caches. Visiting the faces in the 3-D Morton order of their centroids made
-that kernel 0.77x (bunny 512², measured interleaved).
+that kernel 0.78-0.80x (bunny 512², measured interleaved).
 
 The result does not depend on the order (the keys pack depth and face id, and atomic-min is
 order-free), so an order only has to be a permutation of the faces, and need not be exact: it is
 computed once per topology, from the screen vertices of the first image of the second call in a
 row that draws it (x, y and depth, each axis scaled to the range of its central 98%), and reused
-while the faces look the same: their count and a sample of their indices. A camera or mesh that moves keeps
-faces that are near in 3-D near on screen, and faces that merely look the same get a valid,
-perhaps less coherent, order.
+while the faces look the same: their count and a sample of their indices. A camera or mesh that
+moves keeps faces that are near in 3-D near on screen, and faces that merely look the same get a
+valid, perhaps less coherent, order.
 """
 from __future__ import annotations
 
