@@ -71,9 +71,9 @@ def _chunked_fill(K, bbox, tab, order, rank, counts, H, W, tile, NC, with_values
 
 def _chunk_count(chunks, n):
     if chunks is None:
-        import taichi as ti
+        from .runtime import cpu_threads
 
-        chunks = ti.lang.impl.current_cfg().cpu_max_num_threads
+        chunks = cpu_threads()
     return max(1, min(int(chunks), n))
 
 
@@ -91,14 +91,13 @@ def tile_schedule(offsets, threads=None):
     (neighbouring tiles share faces in cache). On GPUs, which schedule dynamically: image order.
     ``threads`` overrides P (tests)."""
     import numpy as np
-    import taichi as ti
 
-    from .runtime import ensure_init
+    from .runtime import cpu_threads, ensure_init
 
     n = offsets.shape[0] - 1
     on_cpu = ensure_init() == "cpu"
     if threads is None:
-        threads = ti.lang.impl.current_cfg().cpu_max_num_threads if on_cpu else 1
+        threads = cpu_threads() if on_cpu else 1
     P = max(1, min(int(threads), n))
     if P == 1:
         return A.index_rows(offsets, 1, n)[0]

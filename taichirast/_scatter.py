@@ -16,7 +16,7 @@ then the same in every run (with atomics the order of the adds followed thread t
 from __future__ import annotations
 
 from . import _array as A
-from .runtime import ensure_init
+from .runtime import cpu_threads, ensure_init
 
 MODE = None
 # The private copies together may take up to this many bytes (beyond it: atomics), so that memory
@@ -27,8 +27,8 @@ PRIVATE_BYTES = 64 << 20
 class Target:
     """The gradient a backward kernel adds into: ``(R, C)`` zeros like ``like``.
 
-    Pass ``dst``, ``workers`` (NW) and ``private`` to the kernel; :attr:`result` afterwards is the
-    gradient (``dst`` itself, or the sum of the NW private copies ``dst (NW * R, C)``)."""
+    Pass ``dst``, ``workers`` (NW) and ``private`` to the kernel; :meth:`result` afterwards gives
+    the gradient (``dst`` itself, or the sum of the NW private copies ``dst (NW * R, C)``)."""
 
     def __init__(self, like, rows: int, cols: int, image_rows: int):
         self.workers = _workers(like, rows * cols, image_rows)
@@ -36,7 +36,6 @@ class Target:
         self.shape = (rows, cols)
         self.dst = A.zeros(like, (max(1, self.workers) * rows, cols))
 
-    @property
     def result(self):
         if self.workers <= 1:
             return self.dst
@@ -48,9 +47,7 @@ class Target:
 
 
 def _threads() -> int:
-    import taichi as ti
-
-    return int(ti.lang.impl.current_cfg().cpu_max_num_threads)
+    return cpu_threads()
 
 
 def _workers(like, size: int, image_rows: int) -> int:

@@ -184,6 +184,13 @@ def arch() -> str | None:
     return _state["arch"]
 
 
+def cpu_threads() -> int:
+    """The threads Taichi's CPU backend runs a parallel loop on (``cpu_max_num_threads``)."""
+    import taichi as ti
+
+    return int(ti.lang.impl.current_cfg().cpu_max_num_threads)
+
+
 def torch_device(prefer: str | None = None) -> str:
     """The torch device (``"cuda"`` or ``"cpu"``) whose tensors Taichi reads in place on the arch in
     use; starts Taichi (``prefer`` as in :func:`ensure_init`). Vulkan and Metal read CPU tensors."""

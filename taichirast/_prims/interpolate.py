@@ -118,7 +118,7 @@ def backward(saved, params, grads, needs):
     t = Target(attrs, attrs.shape[0] * Vn if need_attrs else 1, C if need_attrs else 1, B * H)
     bwd(af, faces, ff, bf, g.reshape(N, C), t.dst, g_bary.reshape(N, 3) if need_bary else g_bary.reshape(1, 3),
         H, W, Vn, shared, t.workers, int(need_attrs), int(need_bary), t.private)
-    return [t.result.reshape(attrs.shape) if need_attrs else None, None, None, g_bary if need_bary else None]
+    return [t.result().reshape(attrs.shape) if need_attrs else None, None, None, g_bary if need_bary else None]
 
 
 PRIM = Primitive(FN, interpolate, forward, backward, differentiable=("attrs", "fragments"))

@@ -172,7 +172,7 @@ def screen_vertex_grads(sv, faces, face_id, g_bary, g_depth, H, W, persp):
     t = Target(sv, sv.shape[0] * Vn, 3, Bi * H)
     k["backward"](sv.reshape(sv.shape[0] * Vn, 3), faces, face_id.reshape(N), gb, gd, t.dst, Bi, vertex_stride(sv),
                   H, W, int(persp), int(g_bary is not None), int(g_depth is not None), t.workers, t.private)
-    return t.result.reshape(sv.shape)
+    return t.result().reshape(sv.shape)
 
 
 def backward(saved, params, grads, needs):
