@@ -61,7 +61,7 @@ Two kernel pairs share the per-point math (``_point_fwd`` / ``_point_bwd``):
   ``g_w_k = g_x . pos_k + g_nr . nrm_k`` (written per pixel), ``g_pos[pf_k] += w_k g_x`` and
   ``g_nrm[nf_k] += w_k g_nr`` (summed over each run of consecutive pixels on one face, then one
   atomic add per run and corner), albedo / per-pixel material per pixel, everything per-mesh into
-  the segment partials (one thread per segment of an image row: the whole row on CPUs).
+  the segment partials (one thread per segment of an image row: 64 pixels on CPUs, 16 on GPUs).
 """
 import functools
 import math
@@ -424,8 +424,8 @@ def build(real):
                       k: real, model: ti.template(), use_sh: ti.template(), ka_pix: ti.template(),
                       spc_pix: ti.template(), shin_pix: ti.template(), need_geom: ti.template()):
         """One thread per segment of S pixels of an image row (nseg = ceil(W / S) segments per row;
-        segment r covers row r // nseg, columns (r % nseg) * S up to S of them, in order): S = W on
-        CPUs (one thread per row), short segments on GPUs to fill the device. Written per pixel:
+        segment r covers row r // nseg, columns (r % nseg) * S up to S of them, in order): S = 64 on
+        CPUs (whole rows ran on one thread: _prims/shade_fragments.py), 16 on GPUs. Written per pixel:
         g_bary (N,3), g_albedo (N,3), and the per-pixel materials (``*_pix``) g_ka/g_spc (N,3),
         g_shin (N,1). Atomics (zero-initialised), once per run of pixels on one face: g_pos, g_nrm.
         Segment partials, summed in registers and written once per segment (R = B*H*nseg):

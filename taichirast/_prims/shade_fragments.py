@@ -5,7 +5,7 @@ barycentrics inside the kernel (no ``(B, H, W, 3)`` position / normal images), s
 :func:`taichirast.shade` does, and background pixels get ``background``. It is the fused form of
 ``interpolate(positions) + interpolate(normals) + shade + composite``, and the backward sums the
 per-mesh gradients (lights, camera, material, background) in registers per segment of an image row
-(the whole row on CPUs) instead of per pixel, and scatters position / normal gradients to the
+(64 pixels on CPUs, 16 on GPUs: ``SEGMENT``) instead of per pixel, and scatters position / normal gradients to the
 vertices once per run of pixels on one face.
 
 Inputs:
@@ -83,7 +83,7 @@ def shade_fragments(fragments, positions, faces, normals, normal_faces, albedo, 
 
     Equal to ``shade(interpolate(normals, normal_faces, fragments), interpolate(positions, faces,
     fragments), albedo, ...)`` on covered pixels and ``background`` elsewhere, without the
-    position / normal images and with per-mesh gradients summed per image row (no per-pixel
+    position / normal images and with per-mesh gradients summed per row segment (no per-pixel
     gradient buffers for lights, camera or material).
 
     A packed batch of different meshes (:mod:`taichirast.packed`; fragments of ``rasterize``
